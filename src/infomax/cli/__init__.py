@@ -1,0 +1,1 @@
+"""The ``infomax`` command-line interface."""

@@ -1,0 +1,88 @@
+"""Entry point of the ``infomax`` command.
+
+Each subcommand lives in its own module under :mod:`infomax.cli` and exposes three names:
+
+- ``HELP``: one line shown in ``infomax --help``;
+- ``add_arguments(parser)``: adds its options to an :class:`argparse.ArgumentParser`;
+- ``run(args) -> int``: does the work and returns the exit status.
+
+Modules import heavy dependencies (torch) inside ``run`` so that ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+from infomax import __version__
+
+# name -> module; order is the order shown in --help
+COMMANDS: dict[str, str] = {
+    "train": "infomax.cli.train",
+    "eval": "infomax.cli.evaluate",
+    "neighbors": "infomax.cli.neighbors",
+    "embed": "infomax.cli.embed",
+    "mi": "infomax.cli.mi",
+}
+
+
+class UserError(Exception):
+    """An error caused by the user's input; printed without a traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="infomax",
+        description=(
+            "Learn representations by maximising mutual information (Deep InfoMax, AMDIM) "
+            "and estimate mutual information between samples."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Run 'infomax COMMAND --help' for the options of one command.",
+    )
+    parser.add_argument("--version", action="version", version=f"infomax {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module_name in COMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:  # a command whose module is not installed
+            if exc.name != module_name:
+                raise
+            continue
+        p = sub.add_parser(
+            name,
+            help=module.HELP,
+            description=(module.__doc__ or module.HELP).strip(),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        module.add_arguments(p)
+        p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args._module.run(args) or 0)
+    except (UserError, ValueError, FileNotFoundError) as exc:
+        # bad input: library code raises these with a message naming the problem and the fix;
+        # INFOMAX_DEBUG=1 shows the traceback instead
+        if os.environ.get("INFOMAX_DEBUG"):
+            raise
+        print(f"infomax {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
