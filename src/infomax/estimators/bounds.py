@@ -219,8 +219,18 @@ def _jsd_value(s: Tensor, pos: Tensor) -> Tensor:
 
 
 def _nwj_value(s: Tensor, pos: Tensor) -> Tensor:
-    """``E_pos[s] - E_neg[exp(s - 1)]`` with the partition term as ``exp(logmeanexp - 1)``."""
-    return _masked_mean(s, pos) - torch.exp(_log_mean_exp_neg(s, pos) - 1.0)
+    """``E_pos[s] - E_neg[exp(s - 1)]``.
+
+    The partition term is ``sum_neg exp(s - 1 - log n_neg)`` (equal to ``exp(logmeanexp_neg(s)
+    - 1)`` and overflowing at the same point) rather than ``exp`` of a ``logsumexp``: the
+    gradient of the latter is ``inf * softmax``, NaN wherever the softmax weight underflows to 0
+    once the value has overflowed; term by term each entry's gradient is its own (finite unless
+    that entry alone overflows) ``exp(s - 1) / n_neg``.
+    """
+    neg = ~pos
+    log_n = torch.log(neg.sum(dtype=s.dtype))
+    terms = torch.exp(torch.where(neg, s, -math.inf) - 1.0 - log_n)
+    return _masked_mean(s, pos) - terms.sum()
 
 
 def jsd_bound(scores: Tensor, pos_mask: Tensor | None = None) -> Bound:
@@ -340,7 +350,8 @@ class MINE(nn.Module):
 def nwj_bound(scores: Tensor, pos_mask: Tensor | None = None) -> Bound:
     """NWJ / f-GAN KL bound: ``E_pos[T] - E_neg[exp(T - 1)]`` (Nguyen et al. 2010; Poole eq. 6).
 
-    The partition term is ``exp(logmeanexp_neg(T) - 1)``. Tight at ``T = 1 + log p/(p p)``.
+    The partition term is ``mean_neg exp(T - 1 - log n_neg)``, a sum of terms that are each
+    at most the total. Tight at ``T = 1 + log p(x,y)/(p(x)p(y))``.
     Unbiased per batch but with a variance that grows like ``exp(MI)``. The value is ``-inf``
     when ``log E_neg[exp(T - 1)]`` overflows float32 (about 88). loss = -mi.
     """
