@@ -55,6 +55,7 @@ def evaluate_features(
     probe_lr: float | None = None,
     probe_batch_size: int | None = None,
     probe_weight_decay: float | None = None,
+    probe_milestones: Iterable[int] | None = None,
     num_classes: int | None = None,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, dict[str, Any]]:
@@ -75,7 +76,7 @@ def evaluate_features(
             r = train_probe(
                 xtr, train_labels, xte, test_labels, kind=kind, epochs=probe_epochs, lr=probe_lr,
                 batch_size=probe_batch_size, weight_decay=probe_weight_decay, seed=seed,
-                device=dev, num_classes=num_classes,
+                device=dev, num_classes=num_classes, milestones=probe_milestones,
             )  # fmt: skip
             res[kind] = r.to_dict()
             if log:
@@ -121,6 +122,7 @@ def evaluate_method(
     probe_lr: float | None = None,
     probe_batch_size: int | None = None,
     probe_weight_decay: float | None = None,
+    probe_milestones: Iterable[int] | None = None,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
@@ -141,6 +143,8 @@ def evaluate_method(
         knn_temperature, knn_metric, knn_vote: see :func:`~infomax.evaluation.knn.knn_accuracy`.
         probe_epochs, probe_lr, probe_batch_size, probe_weight_decay: ``None``: the defaults of
             :data:`~infomax.evaluation.probes.PROBE_DEFAULTS`.
+        probe_milestones: epochs where the probes' learning rate drops 10x (``None``: at 60%
+            and 85% of the epochs).
         log: called with one line of progress after each step (e.g. ``print``).
 
     Returns:
@@ -183,7 +187,8 @@ def evaluate_method(
         train_f, ytr, test_f, yte, probes=probes, knn_k=knn_k, knn_temperature=knn_temperature,
         knn_metric=knn_metric, knn_vote=knn_vote, device=dev, seed=seed,
         probe_epochs=probe_epochs, probe_lr=probe_lr, probe_batch_size=probe_batch_size,
-        probe_weight_decay=probe_weight_decay, num_classes=num_classes, log=log,
+        probe_weight_decay=probe_weight_decay, probe_milestones=probe_milestones,
+        num_classes=num_classes, log=log,
     )  # fmt: skip
     return {
         "taps": per_tap,
@@ -201,6 +206,7 @@ def evaluate_method(
             "probe_lr": probe_lr,
             "probe_batch_size": probe_batch_size,
             "probe_weight_decay": probe_weight_decay,
+            "probe_milestones": None if probe_milestones is None else list(probe_milestones),
             "precision": precision,
             "seed": seed,
             "device": str(dev),

@@ -4,8 +4,9 @@ The MLP probe is the classifier of Deep InfoMax's evaluation (Hjelm et al., ICLR
 rdevon/DIM ``cortex_DIM/models/classifier.py``): ``Linear(D, 200) -> BatchNorm1d -> Dropout(0.1)
 -> ReLU -> Linear(200, classes)``, one per feature tap. The reference trains it with Adam 1e-4,
 batch 64 and MultiStepLR([50, 100], gamma 0.1). On cached features we default to a shorter run
-(``PROBE_DEFAULTS``: Adam 1e-3, batch 256, 30 epochs, milestones at 60% and 85% of the epochs);
-``DIM_REFERENCE_MLP`` holds the reference settings for a faithful (slower) evaluation.
+(``PROBE_DEFAULTS``: Adam 1e-3, batch 256, 30 epochs but at least ``MIN_STEPS`` optimiser steps, so
+small datasets get more epochs; milestones at 60% and 85% of the epochs); ``DIM_REFERENCE_MLP``
+holds the reference settings for a faithful (slower) evaluation.
 
 The linear probe is one ``Linear(D, classes)`` layer. Both probes see features standardised with
 the mean and standard deviation of the training features (for the MLP this is an affine map that
@@ -35,6 +36,7 @@ __all__ = [
     "DIM_REFERENCE_MLP",
     "PROBE_DEFAULTS",
     "PROBE_KINDS",
+    "MIN_STEPS",
     "MLPProbe",
     "LinearProbe",
     "ProbeResult",
@@ -43,6 +45,9 @@ __all__ = [
 ]
 
 PROBE_KINDS = ("linear", "mlp")
+
+# with the default epochs, small datasets train for more epochs to reach this many steps
+MIN_STEPS = 1000
 
 # fast defaults on cached features (see the module docstring and docs/evaluation.md)
 PROBE_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -205,7 +210,8 @@ def train_probe(
         train_x, test_x: features ``(N, D)`` (higher dimensions are flattened); detached.
         train_y, test_y: int labels ``(N,)``; rows labelled -1 (unlabeled) are dropped.
         kind: ``linear`` (one linear layer) or ``mlp`` (the DIM 200-unit classifier).
-        epochs, lr, batch_size, weight_decay: ``None`` takes ``PROBE_DEFAULTS[kind]``;
+        epochs, lr, batch_size, weight_decay: ``None`` takes ``PROBE_DEFAULTS[kind]``
+            (default epochs are raised until training makes at least ``MIN_STEPS`` steps);
             ``batch_size=0`` trains full-batch.
         seed: seeds the probe's initialisation, dropout and minibatch order.
         device: where training runs (``None``: where ``train_x`` is).
@@ -220,6 +226,7 @@ def train_probe(
     if kind not in PROBE_KINDS:
         raise ValueError(f"unknown probe kind {kind!r}; valid kinds: {', '.join(PROBE_KINDS)}")
     d = PROBE_DEFAULTS[kind]
+    default_epochs = epochs is None
     epochs = d["epochs"] if epochs is None else int(epochs)
     lr = d["lr"] if lr is None else float(lr)
     batch_size = d["batch_size"] if batch_size is None else int(batch_size)
@@ -230,10 +237,6 @@ def train_probe(
         raise ValueError(f"lr must be positive, got {lr}")
     if batch_size < 0:
         raise ValueError(f"batch_size must be >= 0 (0: full batch), got {batch_size}")
-    if milestones is None:
-        milestones = sorted({m for m in (math.ceil(0.6 * epochs), math.ceil(0.85 * epochs))
-                             if 0 < m < epochs})  # fmt: skip
-    milestones = tuple(int(m) for m in milestones)
 
     dev = torch.device(device) if device is not None else train_x.device
     t0 = time.perf_counter()
@@ -264,6 +267,12 @@ def train_probe(
     bs = n if batch_size == 0 or batch_size >= n else batch_size
     # drop a last batch of one sample: BatchNorm cannot normalise it (and it adds little)
     steps_per_epoch = n // bs if (n % bs == 1 and n > bs) else math.ceil(n / bs)
+    if default_epochs:
+        epochs = max(epochs, math.ceil(MIN_STEPS / steps_per_epoch))
+    if milestones is None:
+        milestones = sorted({m for m in (math.ceil(0.6 * epochs), math.ceil(0.85 * epochs))
+                             if 0 < m < epochs})  # fmt: skip
+    milestones = tuple(int(m) for m in milestones)
 
     cuda_devices = [dev] if dev.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda_devices):
