@@ -38,6 +38,7 @@ SYNTHETIC_CLASSES = [
 
 # default sizes used by load_dataset("synthetic", split)
 SYNTHETIC_SPLITS = {"train": (5000, 0), "test": (1000, 1)}
+_CHUNK = 512
 
 
 def _soft(d: Tensor, sharp: Tensor) -> Tensor:
@@ -126,7 +127,6 @@ def make_synthetic(
     grad_dir = rand(n) * 2.0 * math.pi
     grad_amp = 0.25 * rand(n)
     noise_sd = 0.02 + 0.06 * rand(n)
-    noise = (torch.rand((n, 3, s, s), generator=g) - 0.5) * math.sqrt(12.0)  # unit variance
 
     mask = torch.empty(n, s, s)
     for k in range(num_classes):
@@ -142,10 +142,21 @@ def make_synthetic(
         sharp = sc * s  # one pixel = 2 / (s * scale) local units: edges ~2 px wide
         mask[idx] = _pattern(k, u, v, freq[idx].view(-1, 1, 1), phase[idx].view(-1, 1, 1), sharp)
 
-    ramp = torch.cos(grad_dir).view(-1, 1, 1) * xx + torch.sin(grad_dir).view(-1, 1, 1) * yy
-    ramp = (grad_amp.view(-1, 1, 1) * ramp).unsqueeze(1)  # (n, 1, s, s)
-    m = mask.unsqueeze(1)
-    img = fg.view(n, 3, 1, 1) * m + (bg.view(n, 3, 1, 1) + ramp) * (1.0 - m)
-    img = img + noise_sd.view(-1, 1, 1, 1) * noise
-    images = (img.clamp_(0.0, 1.0) * 255.0).round_().to(torch.uint8)
+    # compose in fixed chunks (small temporaries); the noise is drawn chunk by chunk in order,
+    # so the output depends only on the arguments
+    images = torch.empty((n, 3, s, s), dtype=torch.uint8)
+    for start in range(0, n, _CHUNK):
+        sl = slice(start, min(start + _CHUNK, n))
+        b = sl.stop - sl.start
+        ramp = (
+            torch.cos(grad_dir[sl]).view(-1, 1, 1) * xx
+            + torch.sin(grad_dir[sl]).view(-1, 1, 1) * yy
+        )
+        ramp = (grad_amp[sl].view(-1, 1, 1) * ramp).unsqueeze(1)  # (b, 1, s, s)
+        m = mask[sl].unsqueeze(1)
+        back = bg[sl].view(b, 3, 1, 1) + ramp
+        img = torch.lerp(back, fg[sl].view(b, 3, 1, 1).expand_as(back), m)
+        noise = torch.rand((b, 3, s, s), generator=g).sub_(0.5)  # variance 1/12
+        img.add_(noise.mul_(noise_sd[sl].view(-1, 1, 1, 1) * math.sqrt(12.0)))
+        images[sl] = img.clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
     return ArrayDataset(images, labels.to(torch.int64), SYNTHETIC_CLASSES[:num_classes])

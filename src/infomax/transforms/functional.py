@@ -137,9 +137,10 @@ def rgb_to_grayscale(x: Tensor, num_output_channels: int = 1) -> Tensor:
     if x.shape[1] == 1:
         gray = x
     elif x.shape[1] == 3:
-        xf = x.float() if not x.is_floating_point() else x
-        r, g, b = xf.unbind(1)
-        gray = (LUMA_WEIGHTS[0] * r + LUMA_WEIGHTS[1] * g + LUMA_WEIGHTS[2] * b).unsqueeze(1)
+        xf = x if x.is_floating_point() else x.float()
+        w0, w1, w2 = LUMA_WEIGHTS
+        # on contiguous channel planes: one multiply and two fused multiply-adds
+        gray = xf[:, 0].mul(w0).add_(xf[:, 1], alpha=w1).add_(xf[:, 2], alpha=w2).unsqueeze(1)
         if x.dtype == torch.uint8:
             gray = gray.round_().clamp_(0, 255).to(torch.uint8)
     else:
@@ -182,8 +183,15 @@ def hsv_to_rgb(x: Tensor) -> Tensor:
 
 
 def _blend(x: Tensor, other: Tensor | float, factor: Tensor | float) -> Tensor:
-    """``clamp(factor * x + (1 - factor) * other, 0, 1)`` (torchvision's ``_blend`` for floats)."""
-    return (factor * x + (1.0 - factor) * other).clamp_(0.0, 1.0)
+    """``clamp(factor * x + (1 - factor) * other, 0, 1)`` (torchvision's ``_blend`` for floats),
+    computed as one ``lerp`` from ``other`` towards ``x``."""
+    if not isinstance(other, Tensor):
+        if other == 0.0:
+            return (x * factor).clamp_(0.0, 1.0)
+        other = torch.full((), float(other), dtype=x.dtype, device=x.device)
+    if not isinstance(factor, Tensor):
+        factor = torch.full((), float(factor), dtype=x.dtype, device=x.device)
+    return torch.lerp(other.to(x.dtype), x, factor.to(x.dtype)).clamp_(0.0, 1.0)
 
 
 def adjust_brightness(
@@ -223,9 +231,30 @@ def adjust_hue(x: Tensor, factor: Tensor | float, dtype: torch.dtype | None = No
     f = _per_image(factor, x)
     if f.dim() == 0 and not -0.5 <= float(f) <= 0.5:
         raise ValueError(f"hue factor must be in [-0.5, 0.5], got {float(f)}")
-    hsv = rgb_to_hsv(x)
-    h = torch.remainder(hsv[:, :1] + f, 1.0)
-    return hsv_to_rgb(torch.cat((h, hsv[:, 1:]), dim=1))
+    return _rotate_hue(x, f)
+
+
+def _rotate_hue(x: Tensor, shift: Tensor) -> Tensor:
+    """Hue rotation by ``shift`` turns without the explicit HSV round trip.
+
+    With ``M = max(R, G, B)``, ``m = min(R, G, B)`` and ``H`` the hue in sixths, HSV -> RGB
+    gives ``c_n = M - (M - m) clamp(min(k, 4 - k), 0, 1)``, ``k = (n + H) mod 6``, n = 5, 3, 1:
+    the same result as ``hsv_to_rgb(rgb_to_hsv(x))`` with H shifted, in fewer passes.
+    """
+    r, g, b = x[:, 0:1], x[:, 1:2], x[:, 2:3]
+    maxc = torch.maximum(torch.maximum(r, g), b)
+    minc = torch.minimum(torch.minimum(r, g), b)
+    delta = maxc - minc
+    is_r = maxc == r
+    is_g = maxc == g
+    num = torch.where(is_r, g - b, torch.where(is_g, b - r, r - g))
+    offset = torch.where(is_r, 0.0, torch.where(is_g, 2.0, 4.0))
+    # greys (delta = 0) have num = 0; their hue does not matter since the output is M
+    h6 = (num / delta.clamp_min(1e-12)).add_(offset).add_(6.0 * shift)
+    n = torch.tensor([5.0, 3.0, 1.0], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    k = torch.remainder(h6 + n, 6.0)
+    w = torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0)
+    return maxc - delta * w
 
 
 def _jitter_range(value: float | Sequence[float], name: str, center: float, bound: float):
@@ -318,19 +347,18 @@ def color_jitter(
     for stage in range(4):
         op = perm_dev[:, stage]
         if use_bri or use_con or use_sat:
-            # one blend: factor f and target g chosen per image by the op of this stage
-            is_b = (op == 0).view(-1, 1, 1, 1)
+            # one blend towards a per-image target: 0 (brightness), the mean grey level
+            # (contrast), the grey image (saturation); factor 1 (no change) for the hue stage
             is_c = (op == 1).view(-1, 1, 1, 1)
             is_s = (op == 2).view(-1, 1, 1, 1)
             f = torch.gather(factors_dev, 1, op.clamp(max=2).view(-1, 1)).view(-1, 1, 1, 1)
-            f = torch.where(is_b | is_c | is_s, f, torch.ones_like(f))
-            gray = rgb_to_grayscale(x)
-            target = torch.where(
-                is_c, gray.mean(dim=(1, 2, 3), keepdim=True), torch.where(is_s, gray, 0.0)
-            )
+            f = torch.where((op == 3).view(-1, 1, 1, 1), 1.0, f)
             if c == 1:  # saturation does nothing on one channel
-                f = torch.where(is_s, torch.ones_like(f), f)
-            x = _blend(x, target, f)
+                f = torch.where(is_s, 1.0, f)
+            gray = rgb_to_grayscale(x)
+            mean = gray.mean(dim=(1, 2, 3), keepdim=True)
+            target = torch.where(is_s, gray, torch.where(is_c, mean, 0.0))
+            x = torch.lerp(target, x, f).clamp_(0.0, 1.0)
         if use_hue:
             # the images whose hue step is this stage; indices computed on the parameters'
             # device (the CPU for CPU generators: no host-device synchronisation)

@@ -93,7 +93,8 @@ class Normalize(nn.Module):
             return torch.addcmul(self._b.to(self.dtype), x.to(self.dtype), self._a.to(self.dtype))
         if not x.is_floating_point():
             raise ValueError(f"expected a uint8 or float batch, got dtype {x.dtype}")
-        return (x.to(self.dtype) - self.mean.to(self.dtype)) / self.std.to(self.dtype)
+        inv = (1.0 / self.std).to(self.dtype)
+        return torch.addcmul((-self.mean * inv).to(self.dtype), x.to(self.dtype), inv)
 
     def extra_repr(self) -> str:
         mean = [round(v, 4) for v in self.mean.flatten().tolist()]
@@ -132,9 +133,12 @@ class EvalTransform(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         TF._check_batch(x)
-        if self.resize is not None and min(x.shape[-2:]) != self.resize:
-            x = TF.resize(x, self.resize, self.interpolation)
-        if self.image_size is not None:
+        if self.resize is not None:
+            if min(x.shape[-2:]) != self.resize:
+                x = TF.resize(x, self.resize, self.interpolation)
+            if self.image_size is not None:
+                x = TF.center_crop(x, self.image_size)
+        elif self.image_size is not None:
             x = _fit_size(x, self.image_size, self.interpolation)
         return self.normalize(x)
 
@@ -339,8 +343,10 @@ class AmdimViews(nn.Module):
         """The test-time transform of the preset: optional resize (``eval_resize``), centre crop
         to ``image_size``, normalisation. No randomness."""
         TF._check_batch(x)
-        if self.eval_resize is not None and min(x.shape[-2:]) != self.eval_resize:
-            x = TF.resize(x, self.eval_resize, self.interpolation, dtype=self.dtype)
+        if self.eval_resize is not None:
+            if min(x.shape[-2:]) != self.eval_resize:
+                x = TF.resize(x, self.eval_resize, self.interpolation, dtype=self.dtype)
+            return self.normalize(TF.center_crop(x, self.image_size))
         return self.normalize(_fit_size(x, self.image_size, self.interpolation))
 
     def extra_repr(self) -> str:
