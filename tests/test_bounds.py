@@ -390,9 +390,9 @@ def test_jsd_loss_matches_fgan_form():
     g = torch.Generator().manual_seed(10)
     s = torch.randn(7, 7, generator=g)
     eye = torch.eye(7, dtype=torch.bool)
-    fgan = -torch.nn.functional.softplus(-s[eye]).mean() - torch.nn.functional.softplus(
-        s[~eye]
-    ).mean()
+    fgan = (
+        -torch.nn.functional.softplus(-s[eye]).mean() - torch.nn.functional.softplus(s[~eye]).mean()
+    )
     torch.testing.assert_close(-B.jsd_bound(s).loss, fgan + 2 * math.log(2))
 
 

@@ -306,9 +306,7 @@ def mine_bound(
     else:
         prev = ema.detach().to(device=cur.device, dtype=cur.dtype).reshape(())
         upd = (
-            torch.logaddexp(prev + math.log(decay), cur + math.log1p(-decay))
-            if decay > 0
-            else cur
+            torch.logaddexp(prev + math.log(decay), cur + math.log1p(-decay)) if decay > 0 else cur
         )
         new_ema = torch.where(torch.isnan(prev), cur, upd)
     ratio = torch.exp(lme - new_ema)
@@ -404,6 +402,4 @@ def get_bound(name: str) -> Callable[..., object]:
     try:
         return _BOUNDS[name]
     except (KeyError, TypeError):
-        raise ValueError(
-            f"unknown bound {name!r}; valid names: {', '.join(BOUND_NAMES)}"
-        ) from None
+        raise ValueError(f"unknown bound {name!r}; valid names: {', '.join(BOUND_NAMES)}") from None
