@@ -274,6 +274,22 @@ def _jitter_range(value: float | Sequence[float], name: str, center: float, boun
     return float(lo), float(hi)
 
 
+def _stage_blend(x: Tensor, op: Tensor, factors: Tensor, channels: int) -> Tensor:
+    """One colour step per image, chosen by ``op`` (0 brightness, 1 contrast, 2 saturation,
+    3 none): a blend ``clamp(f x + (1 - f) t, 0, 1)`` towards t = 0, the image's mean grey level
+    or its grey image, with ``f = factors[i, op[i]]`` (1 for op 3)."""
+    is_c = (op == 1).view(-1, 1, 1, 1)
+    is_s = (op == 2).view(-1, 1, 1, 1)
+    f = torch.gather(factors, 1, op.clamp(max=2).view(-1, 1)).view(-1, 1, 1, 1)
+    f = torch.where((op == 3).view(-1, 1, 1, 1), 1.0, f)
+    if channels == 1:  # saturation does nothing on one channel
+        f = torch.where(is_s, 1.0, f)
+    gray = rgb_to_grayscale(x)
+    mean = gray.mean(dim=(1, 2, 3), keepdim=True)
+    target = torch.where(is_s, gray, torch.where(is_c, mean, 0.0))
+    return torch.lerp(target, x, f).clamp_(0.0, 1.0)
+
+
 def color_jitter(
     x: Tensor,
     brightness: float | Sequence[float] = 0.0,
@@ -293,10 +309,12 @@ def color_jitter(
 
     ``order="random"`` (default) applies the four adjustments in an independent random order per
     image, as torchvision does per call (one call per image in a per-image pipeline); ``"fixed"``
-    uses brightness, contrast, saturation, hue for every image (about 2x cheaper on CPU since the
-    HSV round trip then runs once on the whole batch). In ``"random"`` order brightness, contrast
-    and saturation are each one blend, evaluated as one fused blend per stage, and the hue
-    rotation runs once per image, on the images whose hue step falls in that stage.
+    uses brightness, contrast, saturation, hue for every image (torchvision's order when its
+    random permutation happens to be the identity). Both cost about the same: in ``"random"``
+    order each of the four stages is one fused blend (brightness, contrast and saturation are
+    blends towards 0, the mean grey level and the grey image), and the hue rotation runs once per
+    image, on the images whose hue step falls in that stage (selected on the parameters'
+    device: the CPU for a CPU generator, so no host-device synchronisation).
 
     Returns a float batch in [0, 1] (``dtype``, default float32 for uint8 input).
     """
@@ -327,46 +345,41 @@ def color_jitter(
     use_con = c_lo != 1.0 or c_hi != 1.0
     use_bri = b_lo != 1.0 or b_hi != 1.0
 
+    factors = torch.stack((fb, fc, fs), dim=1)  # (N, 3)
+    factors_dev = factors.to(dev, x.dtype, non_blocking=True)
     if order == "fixed":
-        if use_bri:
-            x = _blend(x, 0.0, fb.to(dev, x.dtype).view(-1, 1, 1, 1))
-        if use_con:
-            x = adjust_contrast(x, fc.to(dev, x.dtype))
-        if use_sat:
-            x = adjust_saturation(x, fs.to(dev, x.dtype))
+        # brightness, contrast, saturation, hue: each a full-batch step (factor 1 / shift 0
+        # where the jitter is not applied)
+        xs = x
+        for k, used in enumerate((use_bri, use_con, use_sat)):
+            if used:
+                xs = _stage_blend(xs, torch.full((n,), k, device=dev), factors_dev, c)
         if use_hue:
-            x = adjust_hue(x, fh.to(dev, x.dtype))
-        return x
+            xs = _rotate_hue(xs, fh.to(dev, x.dtype).view(-1, 1, 1, 1))
+        return xs
 
     # Random order: op index 0 brightness, 1 contrast, 2 saturation, 3 hue; perm[i, s] is the op
     # image i applies at stage s (argsort of uniform keys = a uniform random permutation).
     perm = torch.argsort(keys, dim=1)
-    factors = torch.stack((fb, fc, fs), dim=1)  # (N, 3)
     perm_dev = perm.to(dev, non_blocking=True)
-    factors_dev = factors.to(dev, x.dtype, non_blocking=True)
+    owned = False  # whether x is a tensor of ours (safe to modify in place)
     for stage in range(4):
         op = perm_dev[:, stage]
         if use_bri or use_con or use_sat:
-            # one blend towards a per-image target: 0 (brightness), the mean grey level
-            # (contrast), the grey image (saturation); factor 1 (no change) for the hue stage
-            is_c = (op == 1).view(-1, 1, 1, 1)
-            is_s = (op == 2).view(-1, 1, 1, 1)
-            f = torch.gather(factors_dev, 1, op.clamp(max=2).view(-1, 1)).view(-1, 1, 1, 1)
-            f = torch.where((op == 3).view(-1, 1, 1, 1), 1.0, f)
-            if c == 1:  # saturation does nothing on one channel
-                f = torch.where(is_s, 1.0, f)
-            gray = rgb_to_grayscale(x)
-            mean = gray.mean(dim=(1, 2, 3), keepdim=True)
-            target = torch.where(is_s, gray, torch.where(is_c, mean, 0.0))
-            x = torch.lerp(target, x, f).clamp_(0.0, 1.0)
+            x = _stage_blend(x, op, factors_dev, c)
+            owned = True
         if use_hue:
             # the images whose hue step is this stage; indices computed on the parameters'
             # device (the CPU for CPU generators: no host-device synchronisation)
             idx = torch.nonzero(apply & (perm[:, stage] == 3)).flatten()
             if idx.numel() > 0:
                 idx_dev = idx.to(dev, non_blocking=True)
-                shifted = adjust_hue(x.index_select(0, idx_dev), fh[idx].to(dev, x.dtype))
-                x = x.index_copy(0, idx_dev, shifted)
+                shifted = _rotate_hue(
+                    x.index_select(0, idx_dev), fh[idx].to(dev, x.dtype).view(-1, 1, 1, 1)
+                )
+                if not owned:
+                    x, owned = x.clone(), True
+                x.index_copy_(0, idx_dev, shifted)
     return x
 
 
@@ -378,7 +391,9 @@ def random_grayscale(x: Tensor, p: float = 0.1, gen: torch.Generator | None = No
     mask = _bernoulli(p, x.shape[0], gen, x.device)
     if x.shape[1] == 1:
         return x
-    gray = rgb_to_grayscale(x).expand_as(x)
+    gray = rgb_to_grayscale(x)
+    if x.is_floating_point():  # exact: lerp with weight 0 / 1 returns start / end
+        return torch.lerp(x, gray, mask.view(-1, 1, 1, 1).to(x.dtype))
     return torch.where(mask.view(-1, 1, 1, 1), gray, x)
 
 
@@ -427,12 +442,21 @@ def translate(x: Tensor, dx: Tensor, dy: Tensor, mode: str = "reflect") -> Tenso
     dy = dy.to(dev).long().view(-1)
     rows, vr = _source_index(torch.arange(h, device=dev).view(1, h) - dy.view(n, 1), h, mode)
     cols, vc = _source_index(torch.arange(w, device=dev).view(1, w) - dx.view(n, 1), w, mode)
-    # gather rows then columns: (N, C, H, W) -> (N, C, H, W)
-    out = torch.gather(x, 2, rows.view(n, 1, h, 1).expand(n, c, h, w))
-    out = torch.gather(out, 3, cols.view(n, 1, 1, w).expand(n, c, h, w))
+    return _gather_window(x, rows, cols, vr, vc)
+
+
+def _gather_window(
+    x: Tensor, rows: Tensor, cols: Tensor, vr: Tensor | None, vc: Tensor | None
+) -> Tensor:
+    """out[i, c, y, x] = x[i, c, rows[i, y], cols[i, x]] in one gather over flattened planes
+    (zero where ``vr``/``vc`` mark an index as outside the image)."""
+    n, c, h, w = x.shape
+    th, tw = rows.shape[1], cols.shape[1]
+    flat = (rows.view(n, th, 1) * w + cols.view(n, 1, tw)).view(n, 1, th * tw)
+    out = torch.gather(x.reshape(n, c, h * w), 2, flat.expand(n, c, th * tw)).view(n, c, th, tw)
     if vr is not None and vc is not None:
-        valid = vr.view(n, 1, h, 1) & vc.view(n, 1, 1, w)
-        out = torch.where(valid, out, torch.zeros((), dtype=out.dtype, device=dev))
+        valid = vr.view(n, 1, th, 1) & vc.view(n, 1, 1, tw)
+        out = torch.where(valid, out, torch.zeros((), dtype=out.dtype, device=out.device))
     return out
 
 
@@ -485,12 +509,7 @@ def random_crop(
     left = torch.floor(u[:, 1] * (w + 2 * padding - tw + 1)).long().clamp_(max=w + 2 * padding - tw)
     rows, vr = _source_index(top.view(n, 1) - padding + torch.arange(th, device=dev), h, mode)
     cols, vc = _source_index(left.view(n, 1) - padding + torch.arange(tw, device=dev), w, mode)
-    out = torch.gather(x, 2, rows.view(n, 1, th, 1).expand(n, c, th, w))
-    out = torch.gather(out, 3, cols.view(n, 1, 1, tw).expand(n, c, th, tw))
-    if vr is not None and vc is not None:
-        valid = vr.view(n, 1, th, 1) & vc.view(n, 1, 1, tw)
-        out = torch.where(valid, out, torch.zeros((), dtype=out.dtype, device=dev))
-    return out
+    return _gather_window(x, rows, cols, vr, vc)
 
 
 def center_crop(x: Tensor, size: int | tuple[int, int]) -> Tensor:
