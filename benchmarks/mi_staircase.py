@@ -157,7 +157,10 @@ def ksg_levels(
 
 
 def summarize(run: Run, window: int) -> list[dict]:
-    """Mean, bias and std of the estimates over the last ``window`` steps of every level."""
+    """Mean, median, bias (of the mean) and std of the last ``window`` estimates of each level.
+
+    Non-finite estimates are left out and counted in ``nonfinite``.
+    """
     rows = []
     w = min(window, run.steps_per_level)
     for i, mi in enumerate(run.levels):
@@ -171,6 +174,7 @@ def summarize(run: Run, window: int) -> list[dict]:
                 "cubic": int(run.cubic),
                 "true_mi": mi,
                 "mean": mean,
+                "median": float(np.median(finite)) if finite.size else math.nan,
                 "bias": mean - mi,
                 "std": float(finite.std()) if finite.size else math.nan,
                 "nonfinite": int(seg.size - finite.size),
@@ -318,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
                         "cubic": int(cubic),
                         "true_mi": mi,
                         "mean": v,
+                        "median": v,
                         "bias": v - mi,
                         "std": math.nan,
                         "nonfinite": 0,
@@ -414,18 +419,20 @@ def _write(out: str, rows: list[dict], runs: list[Run], ksg: dict, batch: int, d
 
 def _table(rows: list[dict], log_batch: float, window: int) -> str:
     lines = [
-        f"Mean, bias and std of the batch estimates over the last {window} steps of each level "
+        f"Mean, median, bias (mean - true) and std of the batch estimates over the last {window} "
+        "steps of each level "
         f"(log batch = {log_batch:.2f}); KSG: one estimate per level",
         "",
-        "| estimator | critic | cubic | true MI | mean | bias | std | s/level |",
-        "|---|---|---|---|---|---|---|---|",
+        "| estimator | critic | cubic | true MI | mean | median | bias | std | s/level |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         std = "" if math.isnan(r["std"]) else f"{r['std']:.2f}"
         bad = f" ({r['nonfinite']} non-finite)" if r["nonfinite"] else ""
         lines.append(
             f"| {r['estimator']} | {r['critic']} | {r['cubic']} | {r['true_mi']:g} | "
-            f"{r['mean']:.2f}{bad} | {r['bias']:+.2f} | {std} | {r['seconds']:.0f} |"
+            f"{r['mean']:.2f}{bad} | {r['median']:.2f} | {r['bias']:+.2f} | {std} | "
+            f"{r['seconds']:.0f} |"
         )
     return "\n".join(lines)
 
