@@ -34,6 +34,15 @@ from infomax.transforms import (
 )
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small tensors: one intra-op thread is as fast and avoids stalls on a busy CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
@@ -297,11 +306,12 @@ def test_parameters_differ_across_batch():
 
 
 def test_reproducible_with_seeded_generator(imgs):
+    x = imgs[:16]
     for name in ("cifar", "stl10"):
-        aug = AmdimViews.preset(name)
-        a1, a2 = aug.views(imgs, gen(7))
-        b1, b2 = aug.views(imgs, gen(7))
-        c1, _ = aug.views(imgs, gen(8))
+        aug = AmdimViews.preset(name, image_size=32)
+        a1, a2 = aug.views(x, gen(7))
+        b1, b2 = aug.views(x, gen(7))
+        c1, _ = aug.views(x, gen(8))
         assert torch.equal(a1, b1) and torch.equal(a2, b2)
         assert not torch.equal(a1, c1)
     torch.manual_seed(3)
