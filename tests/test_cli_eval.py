@@ -180,6 +180,7 @@ def test_end_to_end_after_two_training_steps(tmp_path, capsys):
         cfg = load_config(
             base={
                 "method": "dim",
+                "model": {"estimator": "infonce"},
                 "data": {"dataset": "synthetic", "train_subset": 64, "test_subset": 32},
                 "train": {
                     "max_steps": 2,
