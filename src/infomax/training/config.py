@@ -45,11 +45,6 @@ _METHODS: dict[str, str | Callable[..., Any]] = {
 BUILD_KWARGS = ("in_channels", "image_size")
 
 
-def default_data_root() -> str:
-    """``$INFOMAX_DATA`` if set, else ``~/.cache/infomax``."""
-    return os.environ.get("INFOMAX_DATA") or str(Path("~/.cache/infomax").expanduser())
-
-
 @dataclass
 class DataConfig:
     """Which images to train and evaluate on (see :func:`infomax.data.load_dataset`)."""
@@ -101,9 +96,11 @@ class EvalConfig:
     after_training: bool = False  # evaluate the trained encoder when training ends
     compare_random: bool = False  # also evaluate a randomly initialised encoder
     neighbors: bool = False  # write neighbors.png (nearest neighbours of test images)
+    train_split: str | None = None  # labelled split the probes learn on (None: data.train_split)
     taps: list[str] | None = None  # feature taps to evaluate (None: the encoder's probe_taps)
     probes: list[str] = field(default_factory=lambda: ["linear"])
     knn_k: int = 20
+    probe_epochs: int | None = None  # None: infomax.evaluation's default
     batch_size: int = 256
 
 
@@ -489,11 +486,21 @@ def load_config(
     overrides: Iterable[str] = (),
     base: Mapping[str, Any] | None = None,
 ) -> Config:
-    """Two-stage parse: preset (or ``base`` dict, or the defaults), then dotted overrides."""
+    """Two-stage parse: preset (or ``base`` dict, or the defaults), then dotted overrides.
+
+    An override ``method=OTHER`` that changes the preset's method also drops the preset's
+    ``model`` section (its keys belong to the other method's constructor).
+    """
     if config is not None:
         raw = read_yaml(resolve_preset(config))
     else:
         raw = _deepcopy(dict(base)) if base is not None else {}
+    overrides = list(overrides)
+    base_method = str(raw.get("method", Config.method))
+    for text in overrides:
+        parts, value = parse_override(text)
+        if parts == ["method"] and str(value) != base_method:
+            raw.pop("model", None)
     raw = apply_overrides(raw, overrides)
     if raw.get("name") is None and config is not None:
         raw["name"] = resolve_preset(config).stem

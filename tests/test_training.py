@@ -1,0 +1,198 @@
+"""The training loop on a tiny fake method: run folder, exact resume, NaN stop, time budget."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from infomax.data import ArrayDataset
+from infomax.training import load_run
+from infomax.training.config import load_config, register_method
+from infomax.training.runs import create_run_dir, load_checkpoint
+from infomax.training.trainer import resume_config, train
+
+
+class TinyMethod(nn.Module):
+    """A Method-protocol stand-in: noisy two-view InfoNCE, an adversary with its own loss, and
+    random numbers drawn from the global RNG (so exact resume needs the RNG state)."""
+
+    def __init__(self, in_channels: int = 3, image_size: int = 8, width: int = 8, nan_at: int = 0):
+        super().__init__()
+        self.encoder = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, padding=1),
+            nn.BatchNorm2d(width),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(width, 16),
+        )
+        self.encoder.probe_taps = ("y",)
+        self.critic = nn.Linear(16, 16)
+        self.disc = nn.Linear(16, 1)
+        self.nan_at = nan_at
+        self.calls = 0
+
+    def aux_parameters(self) -> list[nn.Parameter]:
+        return list(self.disc.parameters())
+
+    def training_losses(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        self.calls += 1
+        x = images.float() / 255.0
+        y1 = self.encoder(x + 0.1 * torch.randn_like(x))
+        y2 = self.encoder(x + 0.1 * torch.randn_like(x))
+        scores = y1 @ self.critic(y2).t()
+        nce = F.cross_entropy(scores, torch.arange(len(x), device=x.device))
+        if self.nan_at and self.calls >= self.nan_at:
+            nce = nce * float("nan")
+        gen = F.softplus(-self.disc(y1)).mean()
+        aux = (
+            F.softplus(-self.disc(torch.rand_like(y1))).mean()
+            + F.softplus(self.disc(y1.detach())).mean()
+        )
+        return {"loss": nce + 0.1 * gen, "aux_loss": aux, "nce": nce, "features": y1.detach()}
+
+    def features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"y": self.encoder(images.float() / 255.0)}
+
+
+register_method("tiny", TinyMethod)
+
+
+@pytest.fixture(scope="module")
+def dataset() -> ArrayDataset:
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (64, 3, 8, 8), dtype=torch.uint8, generator=g)
+    labels = torch.arange(64) % 4
+    return ArrayDataset(images, labels, ["a", "b", "c", "d"])
+
+
+def tiny_config(tmp_path, *overrides: str):
+    return load_config(
+        None,
+        [
+            "method=tiny",
+            f"run_dir={tmp_path}",
+            "name=run",
+            "train.batch_size=16",  # 4 steps per epoch
+            "train.epochs=5",
+            "train.lr=1e-2",
+            "train.log_every=1",
+            "train.device=cpu",
+            "train.precision=fp32",
+            *overrides,
+        ],
+    )
+
+
+def read_rows(run_dir) -> list[dict[str, str]]:
+    with open(run_dir / "metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_tiny_run_writes_the_run_folder(tmp_path, dataset):
+    cfg = tiny_config(tmp_path, "train.max_steps=6", "train.log_every=4")
+    res = train(cfg, train_set=dataset, progress=False, echo=False)
+    run = res.run_dir
+    assert run == tmp_path / "run"
+    assert res.stopped == "max_steps" and res.step == 6
+    for name in ("config.yaml", "metrics.csv", "metrics.png", "last.pt", "train.log"):
+        assert (run / name).is_file(), name
+    rows = read_rows(run)
+    assert [int(r["step"]) for r in rows] == [4, 6]  # every log_every steps, and at the end
+    for col in ("epoch", "lr", "loss", "aux_loss", "nce", "probe_acc", "images_per_sec"):
+        assert col in rows[0], col
+    assert 0.0 <= float(rows[-1]["probe_acc"]) <= 1.0
+    text = (run / "config.yaml").read_text()
+    assert "infomax_version" in text and "git_commit" in text and "method: tiny" in text
+    ckpt = load_checkpoint(run / "last.pt")
+    assert ckpt["step"] == 6 and ckpt["loader"]["position"] == 2 and ckpt["loader"]["epoch"] == 1
+    # load_run gives back the trained weights, in eval mode
+    method, cfg2 = load_run(run)
+    assert not method.training and cfg2.method == "tiny"
+    for k, v in res.method.state_dict().items():
+        assert torch.equal(method.state_dict()[k], v), k
+
+
+def test_resume_continues_exactly(tmp_path, dataset):
+    # uninterrupted: 10 steps (2.5 epochs); interrupted: 6 steps (mid-epoch), then resumed to 10
+    full = train(
+        tiny_config(tmp_path, "name=full", "train.max_steps=10"),
+        train_set=dataset, progress=False, echo=False,
+    )  # fmt: skip
+    part = train(
+        tiny_config(tmp_path, "name=part", "train.max_steps=6"),
+        train_set=dataset, progress=False, echo=False,
+    )  # fmt: skip
+    cfg = resume_config(part.run_dir, None, ["train.max_steps=10"])
+    resumed = train(cfg, resume=part.run_dir, train_set=dataset, progress=False, echo=False)
+    assert resumed.step == 10
+    a, b = read_rows(full.run_dir), read_rows(part.run_dir)
+    assert [r["step"] for r in b] == [str(s) for s in range(1, 11)]
+    for ra, rb in zip(a, b):
+        for col in ("loss", "aux_loss", "nce", "lr", "probe_acc"):
+            assert float(ra[col]) == pytest.approx(float(rb[col]), abs=1e-6, rel=0), (ra, rb)
+    sa, sb = full.method.state_dict(), resumed.method.state_dict()
+    for k in sa:
+        assert torch.allclose(sa[k].float(), sb[k].float(), atol=1e-6, rtol=0), k
+    assert "resumed" in (part.run_dir / "config.yaml").read_text()
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, dataset):
+    cfg = tiny_config(tmp_path, "model.nan_at=6", "train.checkpoint_every=4", "train.max_steps=20")
+    res = train(cfg, train_set=dataset, progress=False, echo=False)
+    assert res.stopped == "nonfinite"
+    assert "step 6" in res.message and "nce=nan" in res.message and "loss=nan" in res.message
+    assert "last.pt (step 4)" in res.message
+    ckpt = load_checkpoint(res.run_dir / "last.pt")
+    assert ckpt["step"] == 4
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+    assert "non-finite loss at step 6" in (res.run_dir / "train.log").read_text()
+
+
+def test_time_budget_stops_cleanly(tmp_path, dataset):
+    cfg = tiny_config(tmp_path, "train.time_budget_minutes=0.0001", "train.epochs=1000")
+    res = train(cfg, train_set=dataset, progress=False, echo=False)
+    assert res.stopped == "time_budget" and 1 <= res.step < 4000
+    assert load_checkpoint(res.run_dir / "last.pt")["step"] == res.step
+
+
+def test_existing_run_folder_is_never_overwritten(tmp_path, dataset):
+    cfg = tiny_config(tmp_path, "train.max_steps=1")
+    first = train(cfg, train_set=dataset, progress=False, echo=False).run_dir
+    second = train(cfg, train_set=dataset, progress=False, echo=False).run_dir
+    assert first.name == "run" and second.name == "run-2"
+    with pytest.raises(ValueError, match="already exists and is not empty.*--resume"):
+        create_run_dir(cfg, run_dir=first)
+    (tmp_path / "empty").mkdir()
+    assert create_run_dir(cfg, run_dir=tmp_path / "empty") == tmp_path / "empty"
+
+
+def test_resume_with_an_incompatible_config_says_what_differs(tmp_path, dataset):
+    run = train(
+        tiny_config(tmp_path, "train.max_steps=2"), train_set=dataset, progress=False, echo=False
+    ).run_dir
+    with pytest.raises(ValueError) as info:
+        resume_config(run, None, ["train.lr=0.5", "model.width=4", "train.epochs=9"])
+    msg = str(info.value)
+    assert "train.lr: 0.01 (run) -> 0.5 (now)" in msg and "model.width" in msg
+    assert "epochs" not in msg.split("only these")[0]  # epochs may change on resume
+    ok = resume_config(run, None, ["train.epochs=9", "train.log_every=3"])
+    assert ok.train.epochs == 9
+
+
+def test_lr_schedule_and_grad_clip_are_applied(tmp_path, dataset):
+    cfg = tiny_config(
+        tmp_path, "train.max_steps=8", "train.warmup_steps=4", "train.lr_milestones=[1]",
+        "train.lr_gamma=0.5", "train.grad_clip=1.0",
+    )  # fmt: skip
+    res = train(cfg, train_set=dataset, progress=False, echo=False)
+    lrs = [float(r["lr"]) for r in read_rows(res.run_dir)]
+    # lr of steps 1..8: warm-up 1/4 .. 4/4, then epoch 1 (steps 5..8) at half the rate
+    expected = [1e-2 * min(1, s / 4) * (0.5 if s > 4 else 1) for s in range(1, 9)]
+    assert lrs == pytest.approx(expected)
+    assert all(math.isfinite(float(r["loss"])) for r in read_rows(res.run_dir))
