@@ -133,8 +133,10 @@ def main(argv: list[str] | None = None) -> None:
 
     ref = statistics.median(speed[variants[0]])
     print(f"device {device}, batch {args.batch_size}, {args.rounds} rounds x {args.steps} steps")
-    print(f"{'variant':<22}{'img/s (median)':>16}{'ratio':>8}{'loss first round':>18}"
-          f"{'loss last round':>17}")
+    print(
+        f"{'variant':<22}{'img/s (median)':>16}{'ratio':>8}{'loss first round':>18}"
+        f"{'loss last round':>17}"
+    )
     results = {}
     for v in variants:
         med = statistics.median(speed[v])

@@ -404,10 +404,13 @@ def test_normalize_uint8_and_float_and_device_move(imgs):
     torch.testing.assert_close(norm(imgs), ref, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(norm(to_float(imgs)), ref, atol=1e-5, rtol=1e-5)
     assert {n for n, _ in norm.named_buffers()} >= {"mean", "std"}
-    assert norm.to(torch.float64).mean.dtype == torch.float64 or True  # buffers follow .to
+    assert norm.to(torch.float64).mean.dtype == torch.float64  # buffers follow .to
     assert Normalize(mean, std, dtype=torch.float64)(imgs).dtype == torch.float64
     with pytest.raises(ValueError, match="std must be positive"):
         Normalize(mean, (0.1, 0.0, 0.2))
+    with pytest.raises(ValueError, match="channel"):
+        norm(imgs[:, :1])
+    assert Normalize((0.5,), (0.5,))(imgs).shape == imgs.shape  # one value for all channels
 
 
 def test_eval_transforms():

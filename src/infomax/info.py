@@ -155,9 +155,7 @@ def _check_nonneg(arr: np.ndarray, name: str, what: str = "probabilities") -> No
         )
 
 
-def _as_distribution(
-    p: ArrayLike, name: str, atol: float, ndim: int | None = None
-) -> np.ndarray:
+def _as_distribution(p: ArrayLike, name: str, atol: float, ndim: int | None = None) -> np.ndarray:
     """Validate a probability table (any shape, or exactly ``ndim`` dims) summing to 1."""
     arr = _as_float_array(p, name)
     if ndim is not None and arr.ndim != ndim:
@@ -271,9 +269,7 @@ def joint_entropy(p_xy: ArrayLike, base: Base = math.e, atol: float = _DEFAULT_A
     return _entropy_nats(arr) / lb
 
 
-def conditional_entropy(
-    p_xy: ArrayLike, base: Base = math.e, atol: float = _DEFAULT_ATOL
-) -> float:
+def conditional_entropy(p_xy: ArrayLike, base: Base = math.e, atol: float = _DEFAULT_ATOL) -> float:
     """Conditional entropy ``H(X | Y) = -sum_{x,y} p(x,y) log p(x | y) = H(X, Y) - H(Y)``.
 
     Cover & Thomas (2006), eq. 2.10 and the chain rule (Theorem 2.2.1). X is along the rows
@@ -290,9 +286,7 @@ def conditional_entropy(
     return max(0.0, h) / lb
 
 
-def mutual_information(
-    p_xy: ArrayLike, base: Base = math.e, atol: float = _DEFAULT_ATOL
-) -> float:
+def mutual_information(p_xy: ArrayLike, base: Base = math.e, atol: float = _DEFAULT_ATOL) -> float:
     """Mutual information ``I(X; Y) = sum_{x,y} p(x,y) log[p(x,y) / (p(x) p(y))]`` of a joint table.
 
     Shannon (1948); Cover & Thomas (2006), eq. 2.28. Equals ``KL(p(x,y) || p(x) p(y))`` and
@@ -518,8 +512,7 @@ def _codes(x: ArrayLike, name: str, bins: int | None) -> np.ndarray:
             _, inv = np.unique(arr, axis=0, return_inverse=True)
     except TypeError as exc:
         raise ValueError(
-            f"{name} could not be sorted into symbols ({exc}); pass numbers or strings of "
-            f"one type"
+            f"{name} could not be sorted into symbols ({exc}); pass numbers or strings of one type"
         ) from exc
     return np.asarray(inv, dtype=np.int64).reshape(-1)
 

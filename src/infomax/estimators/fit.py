@@ -395,10 +395,17 @@ def _estimate_neural(
             return bounds.smile_bound(scores, clip=smile_clip).loss
         return bound_fn(scores).loss
 
+    # held-out score matrices are computed in row chunks: the concat critic holds
+    # rows x M x hidden activations
+    per_row = (hidden if critic == "concat" else 1) * max(len(va), len(ev))
+    rows_per_chunk = max(1, 2**24 // per_row)
+
     @torch.no_grad()
     def held_out_scores(xh: torch.Tensor, yh: torch.Tensor) -> torch.Tensor:
         model.eval()
-        s = model(xh, yh)
+        s = torch.cat(
+            [model(xh[i : i + rows_per_chunk], yh) for i in range(0, len(xh), rows_per_chunk)]
+        )
         model.train()
         return s
 
@@ -434,7 +441,7 @@ def _estimate_neural(
             opt.step()
             bar.update(1)
             if step % eval_every == 0 or step == steps:
-                if not math.isfinite(float(loss)):
+                if not math.isfinite(float(loss.detach())):
                     stop_reason = "non-finite training loss"
                     break
                 val = float(_figure(name, held_out_scores(x_va, y_va), smile_clip))

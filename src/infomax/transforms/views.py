@@ -82,13 +82,11 @@ class Normalize(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         TF._check_batch(x)
         c = self.mean.shape[1]
-        if x.shape[1] != c:
-            if c == 1 or x.shape[1] == 1:
-                pass  # broadcast a 1-channel mean over RGB, or normalise a grey batch per stats
-            else:
-                raise ValueError(
-                    f"Normalize has {c} channel statistics but the batch has {x.shape[1]} channels"
-                )
+        if x.shape[1] != c and c != 1:
+            raise ValueError(
+                f"Normalize has {c} channel statistics but the batch has {x.shape[1]} channels: "
+                "pass one mean/std per channel (or a single value for all channels)"
+            )
         if x.dtype == torch.uint8:
             return torch.addcmul(self._b.to(self.dtype), x.to(self.dtype), self._a.to(self.dtype))
         if not x.is_floating_point():

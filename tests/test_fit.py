@@ -1,0 +1,136 @@
+"""estimate_mi: KSG and neural estimators on easy cases, the held-out split, results, errors."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from infomax.estimators.fit import (
+    ESTIMATORS,
+    NEURAL_ESTIMATORS,
+    MIResult,
+    _MarginalTransform,
+    _split,
+    estimate_mi,
+)
+
+RHO = 0.8
+TRUE_MI = -0.5 * math.log(1 - RHO**2)  # 0.511 nats
+
+
+def corr_gauss(n: int, rho: float = RHO, d: int = 1, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, d))
+    y = rho * x + math.sqrt(1 - rho**2) * rng.standard_normal((n, d))
+    return x, y
+
+
+def test_ksg_result_fields():
+    x, y = corr_gauss(2000)
+    res = estimate_mi(x, np.exp(y))
+    assert isinstance(res, MIResult) and res.estimator == "ksg"
+    assert res.mi == pytest.approx(TRUE_MI, abs=0.05)
+    assert 0 < res.stderr < 0.05
+    assert res.n_train == 0 and res.n_eval == 2000 and res.seconds > 0
+    assert res.mi_bits == pytest.approx(res.mi / math.log(2))
+    d = json.loads(json.dumps(res.to_dict()))
+    assert d["n"] == 2000 and d["estimator"] == "ksg" and d["k"] == 3
+
+
+def test_ksg_options_and_torch_input():
+    x, y = corr_gauss(1000)
+    a = estimate_mi(torch.from_numpy(x), torch.from_numpy(y), k=5, ksg_algorithm=2)
+    assert a.extra["k"] == 5 and a.extra["algorithm"] == 2
+    b = estimate_mi(x, y, ksg_transform="standardize")
+    assert b.extra["transform"] == "standardize"
+    assert a.mi == pytest.approx(b.mi, abs=0.05)
+
+
+def test_split_is_disjoint_and_complete():
+    gen = torch.Generator().manual_seed(3)
+    tr, va, ev = _split(1001, 0.2, gen)
+    assert len(tr) == 801 and len(va) == 100 and len(ev) == 100
+    allidx = torch.cat([tr, va, ev])
+    assert allidx.unique().numel() == 1001  # disjoint and covers every sample
+    tr2, _, ev2 = _split(1001, 0.2, torch.Generator().manual_seed(3))
+    assert torch.equal(tr, tr2) and torch.equal(ev, ev2)  # seeded
+
+
+def test_marginal_rank_transform():
+    train = torch.tensor([[0.0], [10.0], [1.0], [3.0]])
+    f = _MarginalTransform(train, "rank")
+    z = f(train)[:, 0]
+    expected = torch.special.ndtri(torch.tensor([1.0, 4.0, 2.0, 3.0]) / 5)
+    assert torch.allclose(z, expected, atol=1e-6)
+    new = f(torch.tensor([[-5.0], [0.5], [2.0], [100.0]]))[:, 0]
+    assert bool((new[1:] > new[:-1]).all()) and bool(torch.isfinite(new).all())
+
+
+def _neural(name: str, x, y, **kw):
+    opts = dict(hidden=64, embed_dim=16, steps=400, batch_size=128, lr=2e-3, eval_every=50,
+                patience=4, progress=False, seed=0)  # fmt: skip
+    opts.update(kw)
+    return estimate_mi(x, y, name, **opts)
+
+
+@pytest.mark.parametrize("name", NEURAL_ESTIMATORS)
+def test_neural_estimators_easy_case(name):
+    x, y = corr_gauss(3000, seed=1)
+    res = _neural(name, x, y)
+    assert res.estimator == name
+    assert res.n_train == 2400 and res.n_eval == 300 and res.extra["n_val"] == 300
+    assert res.mi == pytest.approx(TRUE_MI, abs=0.15), res.extra
+    assert 0 < res.stderr < 0.2
+    assert res.extra["steps_run"] <= 400
+    json.dumps(res.to_dict())
+    if name == "infonce":
+        assert res.extra["cap_nats"] == pytest.approx(math.log(300))
+
+
+def test_neural_independent_is_small():
+    rng = np.random.default_rng(4)
+    x, y = rng.standard_normal((2000, 2)), rng.standard_normal((2000, 1))
+    res = _neural("infonce", x, y)
+    assert abs(res.mi) < 0.05
+
+
+def test_concat_critic_and_rank_transform():
+    x, y = corr_gauss(1500, seed=2)
+    res = _neural("nwj", x, np.exp(y), critic="concat", batch_size=64, transform="rank")
+    assert res.extra["critic"] == "concat"
+    assert res.mi == pytest.approx(TRUE_MI, abs=0.2)
+
+
+def test_neural_is_seeded():
+    x, y = corr_gauss(1000, seed=3)
+    a = _neural("dv", x, y, steps=100)
+    b = _neural("dv", x, y, steps=100)
+    assert a.mi == b.mi
+
+
+def test_progress_bar_goes_to_stderr(capsys):
+    x, y = corr_gauss(500)
+    _neural("infonce", x, y, steps=20, progress=True)
+    captured = capsys.readouterr()
+    assert captured.out == ""
+
+
+def test_errors():
+    x, y = corr_gauss(100)
+    with pytest.raises(ValueError, match="unknown estimator"):
+        estimate_mi(x, y, "mutual")
+    with pytest.raises(ValueError, match="holdout"):
+        estimate_mi(x, y, "infonce", holdout=1.5)
+    with pytest.raises(ValueError, match="critic"):
+        estimate_mi(x, y, "infonce", critic="bilinear")
+    with pytest.raises(ValueError, match="same number|samples"):
+        estimate_mi(x, y[:50])
+    with pytest.raises(ValueError, match="at least 5"):
+        estimate_mi(x[:20], y[:20], "infonce", holdout=0.2)
+    with pytest.raises(ValueError, match="steps"):
+        estimate_mi(x, y, "infonce", steps=0)
+    assert set(ESTIMATORS) == {"ksg", *NEURAL_ESTIMATORS}
