@@ -1,4 +1,5 @@
-"""Objectives: Deep InfoMax (:mod:`infomax.objectives.dim`, :mod:`infomax.objectives.prior`).
+"""Objectives: Deep InfoMax (:mod:`infomax.objectives.dim`, :mod:`infomax.objectives.prior`) and
+AMDIM (:mod:`infomax.objectives.amdim`).
 
 Names are imported lazily on first access, so importing this package is cheap.
 """
@@ -11,6 +12,10 @@ from typing import Any
 _LAZY = {
     "DIM": "infomax.objectives.dim",
     "DIM_PRESETS": ("infomax.objectives.dim", "PRESETS"),
+    "AMDIM": "infomax.objectives.amdim",
+    "multiscale_nce": "infomax.objectives.amdim",
+    "amdim_nce": "infomax.objectives.amdim",
+    "mixture_nce": "infomax.objectives.amdim",
 }
 
 __all__ = sorted(_LAZY)

@@ -16,15 +16,18 @@ from infomax.training.config import (
     register_method,
 )
 from infomax.training.runs import build_method, load_run
+from infomax.training.trainer import TrainResult, train
 
 __all__ = [
     "Config",
     "DataConfig",
     "EvalConfig",
     "TrainConfig",
+    "TrainResult",
     "build_method",
     "list_presets",
     "load_config",
     "load_run",
     "register_method",
+    "train",
 ]
