@@ -212,6 +212,56 @@ def test_jsd_perfect_critic_reaches_log2_bound():
     assert abs(dim_bound(scores, None, "jsd").loss.item() + 2 * LOG2) < 1e-6
 
 
+def test_jsd_reports_the_finite_dv_value_of_its_critic():
+    """Dot-critic scores reach hundreds: NWJ(T + 1) overflows to -inf, the logged DIM value is the
+    DV value of the same critic (finite), and the loss stays the JSD bound's."""
+    from infomax.estimators.bounds import jsd_bound
+
+    torch.manual_seed(0)
+    n, n_loc = 4, 3
+    scores = 150.0 + 60.0 * torch.randn(n, n, n_loc)
+    eye = torch.eye(n, dtype=torch.bool)
+    pos, neg = scores[eye], scores[~eye]
+    assert jsd_bound(scores).mi.item() == -math.inf  # why dim_bound does not report it
+    jsd = dim_bound(scores, None, "jsd")
+    assert torch.isfinite(jsd.mi)
+    assert torch.allclose(jsd.mi, -_hand_dv_loss(pos, neg), atol=1e-4)
+    assert torch.allclose(jsd.loss, _hand_jsd_loss(pos, neg), atol=1e-4)
+    # moderate scores: DV >= NWJ(T + 1), both lower bounds of the same critic
+    small = torch.randn(n, n, n_loc)
+    assert dim_bound(small, None, "jsd").mi >= jsd_bound(small).mi
+    # the reported value carries no gradient into the scores; the loss does
+    s = scores.clone().requires_grad_(True)
+    out = dim_bound(s, None, "jsd")
+    assert not out.mi.requires_grad and out.loss.requires_grad
+
+
+def test_dim_jsd_trains_through_the_trainer_without_a_nonfinite_stop(tmp_path):
+    """DIM(L)-JSD with the paper's 2048-unit dot critic through infomax.training: every logged
+    value finite, so the run is not stopped as divergent (it was, at the first metrics row)."""
+    trainer = pytest.importorskip("infomax.training.trainer")
+    from infomax.data import ArrayDataset
+    from infomax.training.config import load_config
+
+    images = _images(48, seed=1)
+    data = ArrayDataset(images, torch.arange(48) % 4, ["a", "b", "c", "d"])
+    base = {
+        "method": "dim",
+        "model": {"preset": "dim-l-jsd", "encoder": "dim32-tiny", "code_dim": 16},
+        "train": {"batch_size": 16, "max_steps": 4, "log_every": 1, "lr": 1e-3,
+                  "device": "cpu", "checkpoint_minutes": 0, "online_probe": False},
+    }  # fmt: skip
+    result = trainer.train(
+        load_config(None, base=base), run_dir=tmp_path / "run", progress=False, echo=False,
+        train_set=data,
+    )  # fmt: skip
+    assert result.stopped == "max_steps", result.message
+    _, rows = trainer.read_metrics(tmp_path / "run" / trainer.METRICS_FILE)
+    assert len(rows) == 4
+    assert all(math.isfinite(float(r["mi_local"])) for r in rows)
+    assert all(math.isfinite(float(r["loss_local"])) for r in rows)
+
+
 # ----------------------------------------------------------------------------- the method
 
 

@@ -138,8 +138,22 @@ def dim_bound(scores: torch.Tensor, pos_mask: torch.Tensor | None, estimator: st
     ``estimator``: ``jsd`` (Nowozin et al., 2016; DIM eq. 4), ``infonce`` (van den Oord et al.,
     2018; DIM eq. 5) or ``dv`` (Donsker-Varadhan; Belghazi et al., 2018). Scores are cast to
     float32.
+
+    For ``jsd`` the loss is the JSD bound's and the reported ``mi`` is the Donsker-Varadhan value
+    of the same critic, ``E_pos[T] - log E_neg[exp T]`` (Poole et al., 2019, eq. 4; a logsumexp,
+    finite for finite scores). The bounds module's own JSD plug-in, ``NWJ(T + 1) = 1 + E_pos[T] -
+    E_neg[exp T]``, is ``-inf`` as soon as a negative score exceeds about 88, which dot-critic
+    scores of 2048-unit LayerNormed embeddings do from the first step; training would then stop,
+    since the trainer treats a non-finite logged value as divergence. DV is never smaller than
+    NWJ(T + 1) (``log x <= x - 1``), and only the logged value changes, not the gradient.
     """
-    return get_bound(_canonical_estimator(estimator))(scores.float(), pos_mask)
+    name = _canonical_estimator(estimator)
+    s = scores.float()
+    bound = get_bound(name)(s, pos_mask)
+    if name == "jsd":
+        dv = get_bound("dv")(s.detach(), pos_mask)
+        bound = Bound(mi=dv.mi, loss=bound.loss)
+    return bound
 
 
 def _canonical_estimator(name: str) -> str:
@@ -476,7 +490,8 @@ class DIM(nn.Module):
         Returns ``loss`` (to minimise over all parameters but :meth:`aux_parameters`), ``aux_loss``
         (the discriminator's, adversarial prior only), ``features`` (detached flattened ``conv``
         tap, for an online probe) and detached scalars to log: ``mi_global``, ``mi_local``
-        (estimates of the chosen bound, nats), ``loss_global``, ``loss_local``, ``prior`` (the
+        (estimates of the chosen bound, nats; for ``jsd`` the DV value of its critic, see
+        :func:`dim_bound`), ``loss_global``, ``loss_local``, ``prior`` (the
         generator loss or the KL) and, for the adversarial prior, ``gradient_penalty``,
         ``d_prior``, ``d_code`` (mean discriminator logits). No host-device synchronisation.
         """
