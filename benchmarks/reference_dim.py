@@ -18,13 +18,22 @@ from torch import nn
 
 
 class RefEncoder(nn.Module):
-    """The DIM 32x32 encoder (rdevon/DIM ``cortex_DIM/configs/convnets.py``), local map = conv 2."""
+    """The DIM 32x32 encoder (rdevon/DIM ``cortex_DIM/configs/convnets.py``), local map = conv 2.
+
+    Convolutions followed by batch norm have no bias (``create_conv_layers``: ``bias=not
+    batch_norm``), so the weights map one to one onto ``infomax``'s ``dim32``.
+    """
 
     def __init__(self, in_channels: int = 3, code_dim: int = 64) -> None:
         super().__init__()
-        self.c1 = nn.Sequential(nn.Conv2d(in_channels, 64, 4, 2, 1), nn.BatchNorm2d(64), nn.ReLU())
-        self.c2 = nn.Sequential(nn.Conv2d(64, 128, 4, 2, 1), nn.BatchNorm2d(128), nn.ReLU())
-        self.c3 = nn.Sequential(nn.Conv2d(128, 256, 4, 2, 1), nn.BatchNorm2d(256), nn.ReLU())
+
+        def block(c_in: int, c_out: int) -> nn.Sequential:
+            conv = nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False)
+            return nn.Sequential(conv, nn.BatchNorm2d(c_out), nn.ReLU())
+
+        self.c1 = block(in_channels, 64)
+        self.c2 = block(64, 128)
+        self.c3 = block(128, 256)
         self.fc = nn.Sequential(nn.Linear(256 * 4 * 4, 1024), nn.BatchNorm1d(1024), nn.ReLU())
         self.y = nn.Linear(1024, code_dim)
 
