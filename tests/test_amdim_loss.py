@@ -240,3 +240,20 @@ def test_training_lowers_loss(comparisons, k):
     losses = _train(comparisons, k)
     first, last = sum(losses[:4]) / 4, sum(losses[-4:]) / 4
     assert last < first - 0.1, losses
+
+
+@pytest.mark.parametrize("joint", [True, False])
+def test_view_losses_is_training_losses_without_augmentation(joint):
+    torch.manual_seed(0)
+    m = AMDIM(encoder="amdim32-tiny", ndf=8, n_rkhs=32, n_depth=1, joint_views=joint)
+    x = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
+    torch.manual_seed(1)
+    out = m.training_losses(x)
+    torch.manual_seed(1)
+    v1, v2 = m.transform.views(x)
+    again = m.view_losses(v1, v2)
+    for k in ("loss", "nce_1t5", "nce_1t7", "nce_5t5", "reg"):
+        assert again[k].item() == pytest.approx(out[k].item(), rel=1e-6), k
+    assert torch.equal(again["features"], out["features"])
+    with pytest.raises(ValueError, match="same shape"):
+        m.view_losses(v1, v2[:3])

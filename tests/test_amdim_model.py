@@ -127,3 +127,16 @@ def test_backward_reaches_all_parameters():
     (taps["r1"].square().mean() + taps["r5"].mean() + taps["r7"].mean()).backward()
     # zero-initialised second convs receive gradients, so training moves them
     assert all(p.grad is not None for p in enc.parameters())
+
+
+def test_narrowing_unit_shortcut_is_the_reference_strided_conv():
+    # amdim-public ConvResNxN: n_out < n_in -> h3 = conv3(x), a k x k strided conv with bias
+    # (not pooled), e.g. the last unit when n_rkhs < 4 * ndf
+    torch.manual_seed(0)
+    unit = ConvResNxN(8, 4, 3, 1)
+    assert unit.narrow.kernel_size == (3, 3) and unit.narrow.bias is not None
+    x = torch.randn(2, 8, 3, 3)
+    expected = F.conv2d(x, unit.narrow.weight, unit.narrow.bias)
+    assert torch.allclose(unit(x), expected, atol=1e-6)  # the branch starts at zero
+    enc = create_encoder("amdim32", ndf=8, n_rkhs=16, n_depth=1)  # 4 * ndf = 32 > n_rkhs
+    assert enc(torch.randn(2, 3, 32, 32))["r1"].shape == (2, 16, 1, 1)

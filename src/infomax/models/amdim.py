@@ -93,9 +93,11 @@ class ConvResNxN(nn.Module):
     """Residual unit ``conv1x1(ReLU(BN?(conv_kxk(x)))) + shortcut(x)``, no padding.
 
     The shortcut is ``avg_pool2d(x, kernel, stride)`` with zero channels appended when
-    ``out_channels > in_channels`` (a bias-free 1x1 conv after the pooling when narrowing). Both
-    convolutions are bias-free; the second is zero-initialised (fixup-style), so at
-    initialisation the unit equals its shortcut. No ReLU after the sum.
+    ``out_channels > in_channels``; when narrowing (``out_channels < in_channels``, e.g. an
+    ``n_rkhs`` below ``4 * ndf``) it is a learned ``kernel x kernel`` strided convolution with
+    bias on ``x``, the reference's ``conv3``. Both branch convolutions are bias-free; the second
+    is zero-initialised (fixup-style), so at initialisation the unit equals its shortcut. No ReLU
+    after the sum.
 
     Shape:
         (N, in_channels, H, W) -> (N, out_channels, (H - kernel) // stride + 1, ...).
@@ -110,8 +112,9 @@ class ConvResNxN(nn.Module):
         self.conv1 = nn.Conv2d(in_channels, out_channels, kernel, stride, 0, bias=False)
         self.bn1 = _maybe_bn(out_channels, use_bn)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 1, 1, 0, bias=False)
+        # reference ConvResNxN.conv3: used only when narrowing
         self.narrow = (
-            nn.Conv2d(in_channels, out_channels, 1, 1, 0, bias=False)
+            nn.Conv2d(in_channels, out_channels, kernel, stride, 0, bias=True)
             if out_channels < in_channels
             else None
         )
@@ -122,11 +125,11 @@ class ConvResNxN(nn.Module):
         nn.init.zeros_(self.conv2.weight)
 
     def shortcut(self, x: torch.Tensor) -> torch.Tensor:
+        if self.narrow is not None:
+            return self.narrow(x)
         h = x
         if self.kernel > 1 or self.stride > 1:
             h = F.avg_pool2d(h, self.kernel, self.stride)
-        if self.narrow is not None:
-            return self.narrow(h)
         if self.out_channels > self.in_channels:
             h = F.pad(h, (0, 0, 0, 0, 0, self.out_channels - self.in_channels))
         return h

@@ -431,11 +431,26 @@ class AMDIM(nn.Module):
         """The encoder's taps on two augmented views of a uint8 batch."""
         self._check(images)
         v1, v2 = self.transform.views(images, generator)
+        return self.encode_pair(v1, v2)
+
+    def encode_pair(
+        self, view1: torch.Tensor, view2: torch.Tensor
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """The encoder's taps on two already augmented and normalised views ``(N, C, S, S)``.
+
+        ``joint_views``: one encoder call on the ``2N`` images (batch-norm statistics pooled
+        over both views); otherwise one call per view, as the reference.
+        """
+        if view1.shape != view2.shape:
+            raise ValueError(
+                f"the two views must have the same shape, got {tuple(view1.shape)} and "
+                f"{tuple(view2.shape)}"
+            )
         if self.joint_views:
-            taps = self.encoder(torch.cat((v1, v2), dim=0))
-            n = images.shape[0]
+            taps = self.encoder(torch.cat((view1, view2), dim=0))
+            n = view1.shape[0]
             return {k: t[:n] for k, t in taps.items()}, {k: t[n:] for k, t in taps.items()}
-        return self.encoder(v1), self.encoder(v2)
+        return self.encoder(view1), self.encoder(view2)
 
     def training_losses(
         self, images: torch.Tensor, step: int | None = None
@@ -446,7 +461,15 @@ class AMDIM(nn.Module):
         comparison and ``reg`` (detached, to log), and ``features``: detached ``(N, n_rkhs)``
         ``r1`` of view 1 for an online probe. No host-device synchronisation.
         """
-        taps1, taps2 = self.encode_views(images)
+        self._check(images)
+        v1, v2 = self.transform.views(images)
+        return self.view_losses(v1, v2)
+
+    def view_losses(self, view1: torch.Tensor, view2: torch.Tensor) -> dict[str, torch.Tensor]:
+        """:meth:`training_losses` of two already augmented, normalised views (float
+        ``(N, C, S, S)`` each, ``S`` the encoder's input size). For benchmarks that time the
+        model and the loss without the augmentation."""
+        taps1, taps2 = self.encode_pair(view1, view2)
         mixtures = None
         if self.mixture is not None:
             mixtures = (self.mixture(taps1["features"]), self.mixture(taps2["features"]))
