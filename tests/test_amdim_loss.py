@@ -257,3 +257,31 @@ def test_view_losses_is_training_losses_without_augmentation(joint):
     assert torch.equal(again["features"], out["features"])
     with pytest.raises(ValueError, match="same shape"):
         m.view_losses(v1, v2[:3])
+
+
+def test_ablation_overrides_switch_one_thing_each():
+    # the overrides of benchmarks/amdim_ablation.py and docs/amdim.md, through the config parser
+    from infomax.training.config import load_config
+
+    tiny = ["model.encoder=amdim32-tiny", "model.ndf=8", "model.n_rkhs=32", "model.n_depth=1"]
+
+    def build(*overrides):
+        cfg = load_config("amdim_cifar10_cpu", [*tiny, *overrides])
+        return AMDIM(**cfg.model, in_channels=3, image_size=32)
+
+    base = build()
+    assert base.comparisons == ("1t5", "1t7", "5t5") and base.tclip == 20.0
+    assert base.reg_weight == 0.05
+    t = base.transform
+    assert t.enable_jitter and t.enable_gray and t.enable_crop and t.crop == "translate"
+    for switch in ("jitter", "gray", "crop"):
+        m = build(f"model.augment={{preset: cifar, enable_{switch}: false}}")
+        flags = {s: getattr(m.transform, f"enable_{s}") for s in ("jitter", "gray", "crop", "flip")}
+        assert flags == {s: s != switch for s in flags}, switch
+        assert m.transform.jitter == t.jitter and m.transform.gray_p == t.gray_p
+    assert build("model.comparisons=[1t5]").comparisons == ("1t5",)
+    assert build("model.tclip=null").tclip is None
+    assert build("model.reg_weight=0").reg_weight == 0.0
+    x = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
+    out = build("model.tclip=null", "model.reg_weight=0").training_losses(x)
+    assert out["reg"].item() == 0.0 and torch.isfinite(out["loss"])
