@@ -1,0 +1,372 @@
+"""Accuracy of every ``infomax`` MI estimator on distributions with known mutual information.
+
+Every case has an analytic I(X; Y). Beyond correlated Gaussians, the cases use the fact that an
+invertible transform of X alone and of Y alone leaves I(X; Y) unchanged (cubes, exp, sinh, the
+normal CDF, a monotone tanh warp), multivariate Gaussians with I = 0.5 log(det Sx det Sy / det S),
+independent pairs (I = 0), X ~ U(0, 1) with Y = X + U(0, a) (I = a/2 - log a for a <= 1, from
+h(Y) = a/2 for the trapezoidal density of Y and h(Y | X) = log a), and the bivariate Student-t
+(I from the entropies of multivariate t laws; checked against a 400,000-sample Monte Carlo of
+log p(x, y) - log p(x) - log p(y) with scipy, agreement within 0.001 nats).
+
+Usage (results and discussion in docs/mi_accuracy.md)::
+
+    python benchmarks/mi_accuracy.py                       # all estimators, low-dim cases
+    python benchmarks/mi_accuracy.py --estimators ksg ksg-standardize --seeds 0 1 2 3 4
+    python benchmarks/mi_accuracy.py --highdim              # the 10+10 and 25+25 cases too
+
+Estimator names are those of ``infomax mi --estimator`` plus KSG variants:
+``ksg`` (the default settings), ``ksg-standardize``, ``ksg-none`` (preprocessing), ``ksg2``
+(algorithm 2), ``ksg-k10``. Progress goes to stderr, the table to stdout; ``--out FILE`` also
+writes every row as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import math
+import multiprocessing
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import digamma, gammaln, ndtr
+
+Sampler = Callable[[int, np.random.Generator], tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass
+class Case:
+    name: str
+    true_mi: float
+    sample: Sampler
+    highdim: bool = False
+
+
+def gauss_mi(rho: float, d: int = 1) -> float:
+    """I(X; Y) for d independent coordinate pairs of correlation rho."""
+    return -0.5 * d * math.log(1.0 - rho**2)
+
+
+def _corr_gauss(rho: float, d: int = 1) -> Sampler:
+    def sample(n, rng):
+        x = rng.standard_normal((n, d))
+        y = rho * x + math.sqrt(1.0 - rho**2) * rng.standard_normal((n, d))
+        return x, y
+
+    return sample
+
+
+def _mapped(base: Sampler, fx: Callable, fy: Callable) -> Sampler:
+    def sample(n, rng):
+        x, y = base(n, rng)
+        return fx(x), fy(y)
+
+    return sample
+
+
+def _random_cov(dx: int, dy: int, seed: int) -> tuple[np.ndarray, float]:
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((dx + dy, dx + dy))
+    cov = a @ a.T / (dx + dy) + 0.3 * np.eye(dx + dy)
+    _, ld = np.linalg.slogdet(cov)
+    _, ldx = np.linalg.slogdet(cov[:dx, :dx])
+    _, ldy = np.linalg.slogdet(cov[dx:, dx:])
+    return cov, 0.5 * (ldx + ldy - ld)
+
+
+def _mv_gauss(cov: np.ndarray, dx: int) -> Sampler:
+    chol = np.linalg.cholesky(cov)
+
+    def sample(n, rng):
+        z = rng.standard_normal((n, cov.shape[0])) @ chol.T
+        return z[:, :dx], z[:, dx:]
+
+    return sample
+
+
+def uniform_noise_mi(a: float) -> float:
+    """I(X; X + U(0, a)) for X ~ U(0, 1) and 0 < a <= 1: h(Y) - h(Y | X) = a / 2 - log a."""
+    return a / 2.0 - math.log(a)
+
+
+def _uniform_noise(a: float) -> Sampler:
+    def sample(n, rng):
+        x = rng.uniform(0.0, 1.0, (n, 1))
+        return x, x + rng.uniform(0.0, a, (n, 1))
+
+    return sample
+
+
+def student_t_mi(nu: float, rho: float) -> float:
+    """I(X; Y) of the bivariate Student-t with nu degrees of freedom and correlation matrix rho.
+
+    From h(t_p(nu, S)) = 0.5 log det S + log[(nu pi)^(p/2) G(nu/2) / G((nu+p)/2)]
+    + (nu+p)/2 [psi((nu+p)/2) - psi(nu/2)] and I = h(X) + h(Y) - h(X, Y) (the marginals are
+    univariate t with the same nu).
+    """
+    p1 = p2 = 1
+    p = p1 + p2
+    return (
+        -0.5 * math.log(1.0 - rho**2)
+        + gammaln(nu / 2)
+        + gammaln((nu + p) / 2)
+        - gammaln((nu + p1) / 2)
+        - gammaln((nu + p2) / 2)
+        + (nu + p1) / 2 * digamma((nu + p1) / 2)
+        + (nu + p2) / 2 * digamma((nu + p2) / 2)
+        - (nu + p) / 2 * digamma((nu + p) / 2)
+        - nu / 2 * digamma(nu / 2)
+    )
+
+
+def _student_t(nu: float, rho: float) -> Sampler:
+    def sample(n, rng):
+        x, y = _corr_gauss(rho)(n, rng)
+        w = np.sqrt(rng.chisquare(nu, (n, 1)) / nu)
+        return x / w, y / w
+
+    return sample
+
+
+def _independent(n, rng):
+    return rng.exponential(1.0, (n, 1)), rng.standard_normal((n, 2))
+
+
+def _independent_heavy(n, rng):
+    return rng.standard_cauchy((n, 1)), rng.lognormal(0.0, 2.0, (n, 1))
+
+
+def make_cases() -> list[Case]:
+    cov22, mi22 = _random_cov(2, 2, seed=11)
+    cov33, mi33 = _random_cov(3, 3, seed=12)
+    rho_hd = math.sqrt(1.0 - math.exp(-2.0 * 2.0 / 10))  # 2 nats over 10 coordinate pairs
+    rho_25 = math.sqrt(1.0 - math.exp(-2.0 * 2.0 / 25))  # 2 nats over 25 coordinate pairs
+    cube = np.power
+    return [
+        Case("gauss rho=0.5", gauss_mi(0.5), _corr_gauss(0.5)),
+        Case("gauss rho=0.9", gauss_mi(0.9), _corr_gauss(0.9)),
+        Case("gauss rho=0.99", gauss_mi(0.99), _corr_gauss(0.99)),
+        Case(
+            "gauss rho=0.9, y->y^3",
+            gauss_mi(0.9),
+            _mapped(_corr_gauss(0.9), lambda x: x, lambda y: cube(y, 3)),
+        ),
+        Case(
+            "gauss rho=0.75, exp(x), sinh(2y)",
+            gauss_mi(0.75),
+            _mapped(_corr_gauss(0.75), np.exp, lambda y: np.sinh(2.0 * y)),
+        ),
+        Case(
+            "gauss rho=0.8, Phi(x), y+0.8tanh(3y)",
+            gauss_mi(0.8),
+            _mapped(_corr_gauss(0.8), ndtr, lambda y: y + 0.8 * np.tanh(3.0 * y)),
+        ),
+        Case("gauss 2+2 random cov", mi22, _mv_gauss(cov22, 2)),
+        Case(
+            "gauss 3+3 random cov, cubed",
+            mi33,
+            _mapped(_mv_gauss(cov33, 3), lambda x: cube(x, 3), lambda y: cube(y, 3)),
+        ),
+        Case("independent exp / N(0,I2)", 0.0, _independent),
+        Case("independent cauchy / lognormal", 0.0, _independent_heavy),
+        Case("uniform, y=x+U(0,0.5)", uniform_noise_mi(0.5), _uniform_noise(0.5)),
+        Case("uniform, y=x+U(0,0.2)", uniform_noise_mi(0.2), _uniform_noise(0.2)),
+        Case("student-t nu=1 rho=0", student_t_mi(1, 0.0), _student_t(1, 0.0)),
+        Case("student-t nu=1 rho=0.9", student_t_mi(1, 0.9), _student_t(1, 0.9)),
+        Case("student-t nu=3 rho=0.5", student_t_mi(3, 0.5), _student_t(3, 0.5)),
+        Case("gauss 10+10 rho_i (2 nats)", 2.0, _corr_gauss(rho_hd, 10), highdim=True),
+        Case("gauss 25+25 rho_i (2 nats)", 2.0, _corr_gauss(rho_25, 25), highdim=True),
+    ]
+
+
+# KSG variants: name -> keyword arguments of estimate_mi
+KSG_VARIANTS: dict[str, dict] = {
+    "ksg": {},
+    "ksg-standardize": {"ksg_transform": "standardize"},
+    "ksg-none": {"ksg_transform": "none"},
+    "ksg2": {"ksg_algorithm": 2},
+    "ksg-k10": {"k": 10},
+}
+NEURAL = ["infonce", "jsd", "dv", "mine", "nwj", "smile"]
+
+
+def run_one(name: str, x: np.ndarray, y: np.ndarray, seed: int, options: dict):
+    from infomax.estimators.fit import estimate_mi
+
+    if name in KSG_VARIANTS:
+        return estimate_mi(x, y, "ksg", seed=seed, **KSG_VARIANTS[name])
+    return estimate_mi(x, y, name, seed=seed, progress=False, **options)
+
+
+def _run_case(task: tuple) -> list[dict]:
+    """All estimators on one (case, seed): a unit of work for the process pool."""
+    case_name, seed, estimators, n, options, threads = task
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    case = next(c for c in make_cases() if c.name == case_name)
+    x, y = case.sample(n, np.random.default_rng(1000 * seed + 17))
+    rows = []
+    for est in estimators:
+        t0 = time.perf_counter()
+        res = run_one(est, x, y, seed, options)
+        sec = time.perf_counter() - t0
+        rows.append(
+            {
+                "case": case.name,
+                "seed": seed,
+                "estimator": est,
+                "true_mi": case.true_mi,
+                "mi": res.mi,
+                "stderr": res.stderr,
+                "abs_error": abs(res.mi - case.true_mi),
+                "seconds": sec,
+                "highdim": case.highdim,
+                "steps_run": res.extra.get("steps_run"),
+            }
+        )
+        print(
+            f"{case.name:38s} seed {seed} {est:16s} true {case.true_mi:6.3f} "
+            f"est {res.mi:7.3f} +- {res.stderr:5.3f} ({sec:5.1f}s)",
+            file=sys.stderr,
+            flush=True,
+        )
+    return rows
+
+
+def _parse_options(items: list[str]) -> dict:
+    options = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            options[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            options[key] = value
+    return options
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--estimators", nargs="+", default=["ksg", *NEURAL])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--n", type=int, default=5000, help="samples per case (default 5000)")
+    parser.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="estimate_mi options for the neural estimators, e.g. --set steps=1000 lr=1e-3",
+    )
+    parser.add_argument("--highdim", action="store_true", help="add the 10+10 and 25+25 cases")
+    parser.add_argument("--only-highdim", action="store_true")
+    parser.add_argument("--cases", nargs="+", default=None, help="substrings of case names")
+    parser.add_argument("--out", default=None, help="write all rows as JSON to this file")
+    parser.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch threads per worker (default: torch's)"
+    )
+    parser.add_argument(
+        "--calibrate",
+        type=int,
+        default=0,
+        metavar="REPS",
+        help="instead of the accuracy table: for each case and estimator, draw REPS independent "
+        "samples and compare the spread of the estimates with the reported stderr",
+    )
+    args = parser.parse_args(argv)
+    options = _parse_options(args.set)
+
+    cases = make_cases()
+    if args.only_highdim:
+        cases = [c for c in cases if c.highdim]
+    elif not args.highdim:
+        cases = [c for c in cases if not c.highdim]
+    if args.cases:
+        cases = [c for c in cases if any(s in c.name for s in args.cases)]
+
+    if args.calibrate:
+        return calibrate(cases, args.estimators, args.calibrate, args.n, options)
+
+    tasks = [
+        (case.name, seed, args.estimators, args.n, options, args.threads)
+        for case in cases
+        for seed in args.seeds
+    ]
+    t0 = time.perf_counter()
+    if args.jobs > 1:
+        ctx = multiprocessing.get_context("spawn")
+        with ctx.Pool(args.jobs) as pool:
+            results = pool.map(_run_case, tasks, chunksize=1)
+    else:
+        results = [_run_case(t) for t in tasks]
+    rows = [r for rs in results for r in rs]
+    if args.out:
+        with open(args.out, "w") as fh:
+            json.dump({"argv": sys.argv[1:], "options": options, "rows": rows}, fh, indent=1)
+    print(f"# {' '.join(sys.argv)}  ({time.perf_counter() - t0:.0f} s wall)")
+    print_tables(rows, args.estimators)
+    return 0
+
+
+def calibrate(cases: list[Case], estimators: list[str], reps: int, n: int, options) -> int:
+    """Is the reported stderr the spread of the estimate over independent samples?"""
+    print(f"\nstderr calibration: {reps} independent samples of n = {n} per case\n")
+    print("| case | estimator | sd of estimates | median reported stderr | ratio |")
+    print("|---|---|---:|---:|---:|")
+    for case in cases:
+        for est in estimators:
+            mis, ses = [], []
+            for rep in range(reps):
+                x, y = case.sample(n, np.random.default_rng(10_000 + rep))
+                res = run_one(est, x, y, rep, options)
+                mis.append(res.mi)
+                ses.append(res.stderr)
+            sd = statistics.stdev(mis)
+            se = statistics.median(ses)
+            print(f"| {case.name} | {est} | {sd:.4f} | {se:.4f} | {se / sd:.2f} |", flush=True)
+    return 0
+
+
+def print_tables(rows: list[dict], estimators: list[str]) -> None:
+    """Markdown tables: mean estimate per case and estimator, then abs errors per estimator."""
+    cases = list(dict.fromkeys(r["case"] for r in rows))
+    seeds = sorted({r["seed"] for r in rows})
+    print(f"\nestimate (nats), mean over seeds {seeds}; n = samples per case\n")
+    print("| case | true MI | " + " | ".join(estimators) + " |")
+    print("|---|---:|" + "---:|" * len(estimators))
+    for case in cases:
+        cr = [r for r in rows if r["case"] == case]
+        cells = []
+        for est in estimators:
+            er = [r for r in cr if r["estimator"] == est]
+            cells.append(f"{statistics.fmean(r['mi'] for r in er):.3f}" if er else "")
+        print(f"| {case} | {cr[0]['true_mi']:.3f} | " + " | ".join(cells) + " |")
+    for group, label in ((False, "low-dimensional"), (True, "high-dimensional")):
+        grp = [r for r in rows if r["highdim"] == group]
+        if not grp:
+            continue
+        print(f"\n{label} cases: abs error over cases x seeds and seconds per run\n")
+        print("| estimator | median abs error | mean abs error | max abs error | median s |")
+        print("|---|---:|---:|---:|---:|")
+        for est in estimators:
+            er = [r for r in grp if r["estimator"] == est]
+            if not er:
+                continue
+            errs = [r["abs_error"] for r in er]
+            secs = [r["seconds"] for r in er]
+            print(
+                f"| {est} | {statistics.median(errs):.3f} | {statistics.fmean(errs):.3f} | "
+                f"{max(errs):.3f} | {statistics.median(secs):.1f} |"
+            )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
