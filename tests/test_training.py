@@ -21,7 +21,14 @@ class TinyMethod(nn.Module):
     """A Method-protocol stand-in: noisy two-view InfoNCE, an adversary with its own loss, and
     random numbers drawn from the global RNG (so exact resume needs the RNG state)."""
 
-    def __init__(self, in_channels: int = 3, image_size: int = 8, width: int = 8, nan_at: int = 0):
+    def __init__(
+        self,
+        in_channels: int = 3,
+        image_size: int = 8,
+        width: int = 8,
+        nan_at: int = 0,
+        inf_estimate: bool = False,
+    ):
         super().__init__()
         self.encoder = nn.Sequential(
             nn.Conv2d(in_channels, width, 3, padding=1),
@@ -35,6 +42,7 @@ class TinyMethod(nn.Module):
         self.critic = nn.Linear(16, 16)
         self.disc = nn.Linear(16, 1)
         self.nan_at = nan_at
+        self.inf_estimate = inf_estimate
         self.calls = 0
 
     def aux_parameters(self) -> list[nn.Parameter]:
@@ -54,7 +62,10 @@ class TinyMethod(nn.Module):
             F.softplus(-self.disc(torch.rand_like(y1))).mean()
             + F.softplus(self.disc(y1.detach())).mean()
         )
-        return {"loss": nce + 0.1 * gen, "aux_loss": aux, "nce": nce, "features": y1.detach()}
+        out = {"loss": nce + 0.1 * gen, "aux_loss": aux, "nce": nce, "features": y1.detach()}
+        if self.inf_estimate:  # a logged estimate that is -inf while the loss is finite
+            out["mi_estimate"] = torch.tensor(float("-inf"))
+        return out
 
     def features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"y": self.encoder(images.float() / 255.0)}
@@ -152,6 +163,16 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, dataset):
     assert ckpt["step"] == 4
     assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
     assert "non-finite loss at step 6" in (res.run_dir / "train.log").read_text()
+
+
+def test_infinite_logged_estimate_does_not_stop_training(tmp_path, dataset):
+    cfg = tiny_config(tmp_path, "model.inf_estimate=true", "train.max_steps=6")
+    res = train(cfg, train_set=dataset, progress=False, echo=False)
+    assert res.stopped == "max_steps" and res.step == 6
+    with open(res.run_dir / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert rows and all(float(r["mi_estimate"]) == -math.inf for r in rows)
+    assert all(math.isfinite(float(r["loss"])) for r in rows)
 
 
 def test_time_budget_stops_cleanly(tmp_path, dataset):

@@ -551,9 +551,14 @@ class Trainer:
             k = rows_in_buf
             host = torch.cat([buf[:k], probe_buf[:k]], dim=1).cpu().double()
             vals, probe = host[:, :n_names], host[:, n_names:]
+            # only the optimised terms stop a run; a logged estimate (an MI bound) may be infinite
+            # while its loss is finite
+            optimised = torch.tensor(
+                [n in ("loss", "aux_loss") or n.startswith("loss_") for n in self.metric_names]
+            )
             bad = ~torch.isfinite(vals)
-            if bool(bad.any()):
-                i = int(bad.any(dim=1).nonzero()[0])
+            if bool((bad & optimised).any()):
+                i = int((bad & optimised).any(dim=1).nonzero()[0])
                 step = window_start_step + i + 1
                 terms = ", ".join(
                     f"{name}={float(vals[i, j])}"
