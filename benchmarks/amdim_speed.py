@@ -493,7 +493,7 @@ def main(argv: list[str] | None = None) -> int:
             "joint_views": v.spec.joint_views,
             "compile": v.spec.compile,
         }
-    del variants, reference
+    del variants, reference, ref, pairs, v1, v2, own  # free them before the memory table
     gc.collect()
 
     # 3. peak memory against batch size
