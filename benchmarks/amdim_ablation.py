@@ -48,18 +48,19 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
-import json
 import os
-import platform
 import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from infomax.evaluation import evaluate_method
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from runinfo import Clock, write_results  # noqa: E402
+
+from infomax.evaluation import evaluate_method  # noqa: E402
 from infomax.training.config import Config, config_to_dict, load_config
 from infomax.training.runs import build_method, load_run
 from infomax.training.trainer import (
@@ -79,8 +80,8 @@ ROWS: dict[str, tuple[tuple[str, ...], str]] = {
     "no_gray": (("model.augment={preset: cifar, enable_gray: false}",), "- random gray"),
     "no_crop": (("model.augment={preset: cifar, enable_crop: false}",), "- random crop"),
     "single_scale": (("model.comparisons=[1t5]",), "- multiscale"),
-    "no_tclip": (("model.tclip=null",), "(tanh clip only)"),
-    "no_penalty": (("model.reg_weight=0",), "(score penalty only)"),
+    "no_tclip": (("model.tclip=null",), "(- tanh clip)"),
+    "no_penalty": (("model.reg_weight=0",), "(- score penalty)"),
     "no_stabilize": (("model.tclip=null", "model.reg_weight=0"), "- stabilize"),
 }
 
@@ -216,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         if (out / row).exists() and any((out / row).iterdir()):
             ap.error(f"{out / row} already holds a run; choose another --out or remove it")
     out.mkdir(parents=True, exist_ok=True)
-    t_start = time.monotonic()
+    clock = Clock()
 
     try:
         configs = {row: make_config(args, row) for row in args.rows}
@@ -315,20 +316,11 @@ def main(argv: list[str] | None = None) -> int:
             "probe_epochs": args.probe_epochs,
             "device": str(device),
             "precision": args.precision,
-            "torch": str(torch.__version__),
-            "threads": torch.get_num_threads(),
-            "python": platform.python_version(),
-            "load_average_end": os.getloadavg()[0],
-            "wall_seconds": round(time.monotonic() - t_start, 1),
+            **clock.environment(),
         },
         "rows": rows,
     }
-    text = markdown(results)
-    (out / "results.md").write_text(text, encoding="utf-8")
-    (out / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
-    print()
-    print(text)
-    print(f"wall time {results['settings']['wall_seconds'] / 60:.1f} min; results in {out}")
+    write_results(out, results, markdown(results))
     return 0
 
 

@@ -27,6 +27,11 @@ counts source images (each step encodes 2 x batch views).
    resident set size (``/proc/self/clear_refs``; importing torch alone peaks higher than a small
    step), runs two steps and reports the peak (``VmHWM``) and the resident size before the steps
    (``VmRSS``), so the steps' own share is the difference.
+4. *How close to the machine's ceiling.* One step's floating-point work is counted
+   (``torch.utils.flop_counter``) and a 2048 x 2048 matrix product is timed in every precision
+   measured, so each variant's GFLOP/s is also given as a fraction of that matrix rate: a step
+   made of convolutions cannot run much above it, which bounds the speed-up any formulation can
+   reach on the machine.
 
 Variants: ``reference`` (``benchmarks/reference_amdim.py``: float32 NCHW, one encoder call per
 view, masked-sum NCE) and ``infomax[-bf16|-fp16][-cl][-sep][-compile]``
@@ -67,6 +72,7 @@ from torch import nn
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from reference_amdim import ReferenceAMDIM  # noqa: E402
+from runinfo import Clock, write_results  # noqa: E402
 
 from infomax.objectives.amdim import AMDIM  # noqa: E402
 from infomax.training.trainer import cpu_has_fast_bf16, resolve_precision  # noqa: E402
@@ -368,9 +374,44 @@ def default_variants(device: torch.device, compile_: bool) -> list[str]:
         names = ["reference", "infomax", "infomax-bf16", "infomax-fp16", "infomax-bf16-cl"]
         names += ["infomax-compile", "infomax-bf16-cl-compile"] if compile_ else []
     else:
-        names = ["reference", "infomax", "infomax-bf16", "infomax-cl"]
-        names += ["infomax-compile"] if compile_ else []
+        names = ["reference", "infomax", "infomax-cl", "infomax-bf16", "infomax-bf16-cl"]
+        names += ["infomax-bf16-cl-compile"] if compile_ else []
     return names
+
+
+# ------------------------------------------------------------------------------------ ceilings
+
+
+def step_gflop(name: str, args: argparse.Namespace, device: torch.device) -> float:
+    """Floating-point work of one training step of variant ``name`` (forward and backward of
+    both views and the NCE; ``torch.utils.flop_counter`` counts convolutions and matrix
+    products, which are nearly all of it), in GFLOP, on a fresh model and random views."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    variant = build_variant(parse_variant(name), make_reference(args, device), args, device)
+    v1, v2 = _random_views(args.batch, device)
+    with FlopCounterMode(display=False) as counter:
+        variant.step(v1, v2)
+    return counter.get_total_flops() / 1e9
+
+
+def matmul_gflops(dtype: torch.dtype, device: torch.device, n: int = 2048, reps: int = 10) -> float:
+    """Measured rate of an ``n x n`` matrix product in ``dtype`` on ``device`` (GFLOP/s): the
+    practical ceiling that convolution-heavy training can approach."""
+    g = torch.Generator(device=device).manual_seed(0)
+    a = torch.randn(n, n, device=device, dtype=dtype, generator=g)
+    b = torch.randn(n, n, device=device, dtype=dtype, generator=g)
+    for _ in range(3):
+        a @ b
+    times = []
+    for _ in range(3):
+        sync(device)
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            a @ b
+        sync(device)
+        times.append((time.perf_counter() - t0) / reps)
+    return 2 * n**3 / min(times) / 1e9
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -428,10 +469,9 @@ def main(argv: list[str] | None = None) -> int:
     mem_names = args.memory_variants or (
         ["reference", "infomax", "infomax-bf16", "infomax-bf16-cl"]
         if device.type == "cuda"
-        else ["reference", "infomax"]
+        else ["reference", "infomax", "infomax-bf16-cl"]
     )
-    load_start = os.getloadavg()[0]
-    t_start = time.perf_counter()
+    clock = Clock()
 
     n_pairs = max(warmup, 1) + args.repeats * steps
     pairs = load_views(args.data, args.batch, n_pairs, device, args.seed)
@@ -496,6 +536,18 @@ def main(argv: list[str] | None = None) -> int:
     del variants, reference, ref, pairs, v1, v2, own  # free them before the memory table
     gc.collect()
 
+    # how close each variant runs to the machine's matrix-product rate in its precision
+    work = {"reference": step_gflop("reference", args, device)}
+    work["infomax"] = step_gflop("infomax", args, device)
+    peaks = {"fp32": matmul_gflops(torch.float32, device)}
+    for prec in sorted({r["precision"] for r in results.values()} - {"fp32"}):
+        peaks[prec] = matmul_gflops(_DTYPES[prec], device)
+    for name, r in results.items():
+        r["gflop_per_step"] = work["reference" if name == "reference" else "infomax"]
+        r["gflop_per_sec"] = r["gflop_per_step"] * r["images_per_sec"] / args.batch
+        r["fraction_of_matmul_rate"] = r["gflop_per_sec"] / peaks[r["precision"]]
+    ceiling = {"step_gflop": work, "matmul_gflop_per_sec": peaks}
+
     # 3. peak memory against batch size
     memory = measure_memory(mem_names, list(mem_batches), args, device) if mem_batches else {}
 
@@ -520,23 +572,11 @@ def main(argv: list[str] | None = None) -> int:
         "augmentation_timed": False,
         "precision_auto_resolves_to": resolve_precision("auto", device),
         "cpu_native_bf16": cpu_has_fast_bf16(),
-        "torch": str(torch.__version__),
-        "threads": torch.get_num_threads(),
-        "cuda_matmul_tf32": torch.backends.cuda.matmul.allow_tf32,
-        "cudnn_tf32": torch.backends.cudnn.allow_tf32,
-        "python": platform.python_version(),
-        "load_average_start": load_start,
-        "load_average_end": os.getloadavg()[0],
-        "wall_seconds": round(time.perf_counter() - t_start, 1),
+        **clock.environment(),
     }
-    print(markdown(settings, check, results, memory))
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(
-                {"settings": settings, "same_weights_check": check, "variants": results,
-                 "memory": memory}, f, indent=2,
-            )  # fmt: skip
-        print(f"results in {args.out}")
+    everything = {"settings": settings, "same_weights_check": check, "variants": results,
+                  "ceiling": ceiling, "memory": memory}  # fmt: skip
+    write_results(args.out, everything, markdown(settings, check, results, memory, ceiling))
     return 0
 
 
@@ -545,6 +585,7 @@ def markdown(
     check: dict[str, Any],
     results: dict[str, Any],
     memory: dict[str, dict[str, Any]],
+    ceiling: dict[str, Any],
 ) -> str:
     s = settings
     lines = [
@@ -577,14 +618,25 @@ def markdown(
         "",
         "Speed (median of rounds; x reference: median of per-round ratios):",
         "",
-        "| variant | images/s | x reference | ratio of medians | train loss (last round) |",
-        "|---|---|---|---|---|",
+        "| variant | images/s | x reference | ratio of medians | train loss (last round) "
+        "| GFLOP/s | of matmul rate |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, r in results.items():
         lines.append(
             f"| {name} | {r['images_per_sec']:.1f} | {r['ratio_to_reference']:.2f} | "
-            f"{r['ratio_of_medians']:.2f} | {r['last_round_train_loss']:.4f} |"
+            f"{r['ratio_of_medians']:.2f} | {r['last_round_train_loss']:.4f} | "
+            f"{r['gflop_per_sec']:.0f} | {r['fraction_of_matmul_rate']:.0%} |"
         )
+    work, peaks = ceiling["step_gflop"], ceiling["matmul_gflop_per_sec"]
+    rates = ", ".join(f"{p} {g:.0f}" for p, g in peaks.items())
+    lines += [
+        "",
+        f"One training step is {work['reference']:.1f} GFLOP in the reference formulation and "
+        f"{work['infomax']:.1f} in infomax (torch.utils.flop_counter, forward + backward). A "
+        f"2048 x 2048 matrix product runs at {rates} GFLOP/s here: the rate a "
+        "convolution-heavy step can approach in each precision.",
+    ]
     if memory:
         batches = sorted({int(b) for m in memory.values() for b in m})
         cuda = s["device"].startswith("cuda")

@@ -34,19 +34,20 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
-import json
 import os
-import platform
 import shutil
 import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from infomax.evaluation import FeatureCache, evaluate_method, neighbors_grid
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from runinfo import Clock, write_results  # noqa: E402
+
+from infomax.evaluation import FeatureCache, evaluate_method, neighbors_grid  # noqa: E402
 from infomax.training.config import Config, config_to_dict, load_config
 from infomax.training.runs import build_method
 from infomax.training.trainer import (
@@ -227,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         if (out / name).exists() and any((out / name).iterdir()):
             ap.error(f"{out / name} already holds a run; choose another --out or remove it")
     out.mkdir(parents=True, exist_ok=True)
-    t_start = time.monotonic()
+    clock = Clock()
 
     configs = {name: make_config(args, name, a, b) for name, a, b in MODELS}
     first = configs[MODELS[0][0]]
@@ -335,21 +336,12 @@ def main(argv: list[str] | None = None) -> int:
             "same_initial_encoder": same_init,
             "device": str(device),
             "precision": args.precision,
-            "torch": str(torch.__version__),
-            "threads": torch.get_num_threads(),
-            "python": platform.python_version(),
-            "load_average_end": os.getloadavg()[0],
-            "wall_seconds": round(time.monotonic() - t_start, 1),
+            **clock.environment(),
         },
         "models": models,
         "grids": combined,
     }
-    text = markdown(results)
-    (out / "results.md").write_text(text, encoding="utf-8")
-    (out / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
-    print()
-    print(text)
-    print(f"wall time {results['settings']['wall_seconds'] / 60:.1f} min; results in {out}")
+    write_results(out, results, markdown(results))
     return 0
 
 

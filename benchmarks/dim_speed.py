@@ -37,7 +37,6 @@ Usage (the defaults take about 5 minutes on 2 idle CPU cores)::
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import platform
@@ -53,6 +52,7 @@ from torch import nn
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from reference_dim import ReferenceLocalDIM  # noqa: E402
+from runinfo import Clock, write_results  # noqa: E402
 
 from infomax.objectives.dim import CIFAR10_MEAN, CIFAR10_STD, DIM  # noqa: E402
 from infomax.transforms import Normalize  # noqa: E402
@@ -241,8 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         names += ["infomax-2048-bf16", "infomax-512-bf16"]
     if names[0] != "reference":
         p.error("the first variant must be 'reference' (ratios are taken to it)")
-    load_start = os.getloadavg()[0]
-    t_start = time.perf_counter()
+    clock = Clock()
 
     n_train = 1 + args.rounds * args.steps  # one warm-up step, then the timed rounds
     batches = load_batches(args.data, "train", args.batch_size, n_train, device, args.seed)
@@ -329,21 +328,10 @@ def main(argv: list[str] | None = None) -> int:
         "target": args.target,
         "loss_tolerance": args.loss_tolerance,
         "infonce_cap_nats": cap,
-        "torch": str(torch.__version__),
-        "threads": torch.get_num_threads(),
-        "cuda_matmul_tf32": torch.backends.cuda.matmul.allow_tf32,
-        "cudnn_tf32": torch.backends.cudnn.allow_tf32,
-        "python": platform.python_version(),
-        "load_average_start": load_start,
-        "load_average_end": os.getloadavg()[0],
-        "wall_seconds": round(time.perf_counter() - t_start, 1),
+        **clock.environment(),
     }
-    print(markdown(settings, check, results))
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump({"settings": settings, "same_weights_check": check, "variants": results},
-                      f, indent=2)  # fmt: skip
-        print(f"results in {args.out}")
+    everything = {"settings": settings, "same_weights_check": check, "variants": results}
+    write_results(args.out, everything, markdown(settings, check, results))
     return 0
 
 
