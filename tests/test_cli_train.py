@@ -132,12 +132,17 @@ def test_every_preset_trains_two_steps_with_a_tiny_encoder(name, tmp_path, npz_d
     assert ckpt["step"] == 2 and ckpt["config"]["method"] == read_yaml(resolve_preset(name)).get(
         "method", "dim"
     )
+    # every online probe of the preset (AMDIM's: linear and MLP) logs its accuracy
+    header = (tmp_path / name / "metrics.csv").read_text().splitlines()[0].split(",")
+    for kind in ckpt["config"]["train"]["online_probes"]:
+        assert ("probe_acc" if kind == "linear" else f"probe_{kind}_acc") in header, kind
 
 
 @pytest.mark.slow
 def test_quickstart_end_to_end(tmp_path, capsys):
-    """`infomax train` with no arguments: trains, evaluates trained vs random, draws neighbours,
-    within 3 minutes on 2 CPU cores; the trained encoder beats its random initialisation."""
+    """`infomax train` with no arguments: trains, evaluates trained vs random, draws neighbours;
+    the trained encoder beats its random initialisation. (Its wall time, about 2 minutes on 2
+    CPU cores, is measured and reported in README.md, not asserted here.)"""
     import json
 
     t0 = time.monotonic()
@@ -151,4 +156,4 @@ def test_quickstart_end_to_end(tmp_path, capsys):
     assert trained["linear"]["test_acc"] > random["linear"]["test_acc"] + 0.05
     assert trained["knn"]["test_acc"] > random["knn"]["test_acc"] + 0.05
     assert (run / "neighbors.png").is_file()
-    assert seconds < 180, seconds
+    print(f"quick start: {seconds:.0f} s")

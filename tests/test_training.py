@@ -217,3 +217,108 @@ def test_lr_schedule_and_grad_clip_are_applied(tmp_path, dataset):
     expected = [1e-2 * min(1, s / 4) * (0.5 if s > 4 else 1) for s in range(1, 9)]
     assert lrs == pytest.approx(expected)
     assert all(math.isfinite(float(r["loss"])) for r in read_rows(res.run_dir))
+
+
+# ---------------------------------------------------------------------------------- online probes
+
+
+def test_online_probe_loss_against_its_formula():
+    from infomax.training.trainer import online_probe_loss
+
+    g = torch.Generator().manual_seed(0)
+    z = 30 * torch.randn(12, 5, generator=g)  # large logits: the clip matters
+    y = torch.randint(0, 5, (12,), generator=g)
+    y[[2, 7]] = -1  # unlabelled rows
+    # plain cross-entropy over the labelled rows
+    keep = y >= 0
+    torch.testing.assert_close(online_probe_loss(z, y), F.cross_entropy(z[keep], y[keep]))
+    # the reference's: CE(10 tanh(z / 10)) + 1e-3 mean(z^2), by hand
+    zc = 10 * torch.tanh(z / 10)
+    logp = zc - zc.exp().sum(1, keepdim=True).log()
+    ce = -sum(float(logp[i, y[i]]) for i in range(12) if y[i] >= 0) / int(keep.sum())
+    expected = ce + 1e-3 * float((z**2).mean())
+    assert float(online_probe_loss(z, y, clip=10.0, logit_reg=1e-3)) == pytest.approx(expected)
+    # a batch without labels: no NaN, only the logit penalty is left
+    none = torch.full((12,), -1)
+    assert float(online_probe_loss(z, none)) == 0.0
+    assert float(online_probe_loss(z, none, 10.0, 1e-3)) == pytest.approx(
+        1e-3 * float((z**2).mean())
+    )
+    # float32 from bf16 logits
+    assert online_probe_loss(z.bfloat16(), y).dtype == torch.float32
+
+
+def test_online_mlp_probe_is_the_reference_classifier():
+    from infomax.training.trainer import OnlineMLPProbe
+
+    probe = OnlineMLPProbe(32, 10)
+    kinds = [type(m).__name__ for m in probe.net]
+    assert kinds == ["Dropout", "Linear", "BatchNorm1d", "ReLU", "Dropout", "Linear"]
+    assert probe.net[0].p == probe.net[4].p == 0.2
+    assert probe.net[1].out_features == 1024 and probe.net[1].bias is None
+    assert torch.count_nonzero(probe(torch.randn(8, 32))) == 0  # starts at chance
+
+
+def test_linear_and_mlp_online_probes_learn_and_resume_exactly(tmp_path, dataset):
+    probes = [
+        "train.online_probes=[linear, mlp]",
+        "train.probe_clip=10",
+        "train.probe_logit_reg=1e-3",
+    ]
+    full = train(
+        tiny_config(tmp_path, "name=full", "train.max_steps=10", *probes),
+        train_set=dataset, progress=False, echo=False,
+    )  # fmt: skip
+    part = train(
+        tiny_config(tmp_path, "name=part", "train.max_steps=6", *probes),
+        train_set=dataset, progress=False, echo=False,
+    )  # fmt: skip
+    resumed = train(
+        resume_config(part.run_dir, None, ["train.max_steps=10"]),
+        resume=part.run_dir, train_set=dataset, progress=False, echo=False,
+    )  # fmt: skip
+    a, b = read_rows(full.run_dir), read_rows(part.run_dir)
+    assert resumed.step == 10 and len(a) == len(b) == 10
+    for ra, rb in zip(a, b):
+        for col in ("probe_acc", "probe_mlp_acc"):
+            assert 0.0 <= float(ra[col]) <= 1.0
+            assert float(ra[col]) == pytest.approx(float(rb[col]), abs=1e-6, rel=0), col
+    ckpt = load_checkpoint(resumed.run_dir / "last.pt")
+    assert {k.split(".")[0] for k in ckpt["probe"]} == {"linear", "mlp"}
+    assert ckpt["probe_in_features"] == 16
+
+
+def test_resume_a_linear_probe_checkpoint_of_the_old_layout(tmp_path, dataset):
+    full = train(
+        tiny_config(tmp_path, "name=full", "train.max_steps=6"),
+        train_set=dataset, progress=False, echo=False,
+    )  # fmt: skip
+    part = train(
+        tiny_config(tmp_path, "name=old", "train.max_steps=4"),
+        train_set=dataset, progress=False, echo=False,
+    )  # fmt: skip
+    path = part.run_dir / "last.pt"
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["probe"] = {k.removeprefix("linear."): v for k, v in ckpt["probe"].items()}
+    del ckpt["probe_in_features"]  # as saved before the online probes had names
+    torch.save(ckpt, path)
+    cfg = resume_config(part.run_dir, None, ["train.max_steps=6"])
+    resumed = train(cfg, resume=part.run_dir, train_set=dataset, progress=False, echo=False)
+    assert resumed.step == 6
+    a, b = read_rows(full.run_dir), read_rows(part.run_dir)
+    assert [float(r["probe_acc"]) for r in a] == pytest.approx([float(r["probe_acc"]) for r in b])
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.online_probes=[linear, svm]", "unknown kind"),
+        ("train.online_probes=[mlp, mlp]", "each probe once"),
+        ("train.online_probes=[]", "each probe once"),
+        ("train.probe_clip=0", "probe_clip must be positive"),
+        ("train.probe_logit_reg=-1", "probe_logit_reg must be >= 0"),
+    ],
+)
+def test_online_probe_settings_are_checked(tmp_path, override, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_config(tmp_path, override)

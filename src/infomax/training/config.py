@@ -45,6 +45,10 @@ _METHODS: dict[str, str | Callable[..., Any]] = {
 BUILD_KWARGS = ("in_channels", "image_size")
 
 
+#: kinds of probe the trainer can fit online, on detached features (infomax.training.trainer)
+ONLINE_PROBE_KINDS = ("linear", "mlp")
+
+
 @dataclass
 class DataConfig:
     """Which images to train and evaluate on (see :func:`infomax.data.load_dataset`)."""
@@ -85,8 +89,11 @@ class TrainConfig:
     checkpoint_every: int = 0  # steps between checkpoints (0: only by time and at the end)
     checkpoint_minutes: float = 15.0  # minutes between checkpoints (0: only by steps)
     keep_every_epochs: int = 0  # also keep epoch_NNNN.pt every this many epochs (0: never)
-    online_probe: bool = True  # train a linear probe on detached features, log its accuracy
+    online_probe: bool = True  # train probes on detached features during training, log accuracy
+    online_probes: list[str] = field(default_factory=lambda: ["linear"])  # linear | mlp
     probe_lr: float = 1e-3
+    probe_clip: float | None = None  # online probes' loss on c*tanh(logits/c) (AMDIM code: 10)
+    probe_logit_reg: float = 0.0  # + this * mean(logits^2) in that loss (AMDIM code: 1e-3)
 
 
 @dataclass
@@ -384,6 +391,22 @@ def validate(cfg: Config) -> None:
         raise ValueError(f"train.betas must lie in [0, 1), got {list(t.betas)}")
     if list(t.lr_milestones) != sorted(t.lr_milestones):
         raise ValueError(f"train.lr_milestones must increase, got {t.lr_milestones}")
+    kinds = list(t.online_probes)
+    if t.online_probe and (not kinds or len(set(kinds)) != len(kinds)):
+        raise ValueError(
+            f"train.online_probes must list each probe once, got {kinds}; "
+            "use [linear], [mlp] or [linear, mlp] (train.online_probe=false turns them off)"
+        )
+    unknown = [k for k in kinds if k not in ONLINE_PROBE_KINDS]
+    if unknown:
+        raise ValueError(
+            f"train.online_probes: unknown kind(s) {unknown}; "
+            f"valid: {', '.join(ONLINE_PROBE_KINDS)}"
+        )
+    if t.probe_clip is not None and t.probe_clip <= 0:
+        raise ValueError(f"train.probe_clip must be positive (or null), got {t.probe_clip}")
+    if t.probe_logit_reg < 0:
+        raise ValueError(f"train.probe_logit_reg must be >= 0, got {t.probe_logit_reg}")
     if cfg.data.image_size is not None and cfg.data.image_size < 1:
         raise ValueError("data.image_size must be positive (or null)")
 

@@ -2,8 +2,9 @@
 
 One step: ``out = method.training_losses(images_uint8)`` under autocast; ``out["loss"]`` is
 back-propagated into every parameter except ``method.aux_parameters()``, ``out["aux_loss"]``
-(if any) into those only, each with its own Adam optimiser; an online linear probe learns on the
-detached ``out["features"]`` and logs its accuracy on each batch before its update.
+(if any) into those only, each with its own Adam optimiser; online probes (``train.online_probes``:
+linear, and AMDIM's MLP) learn on the detached ``out["features"]`` and log their accuracy on each
+batch before their update.
 
 Nothing waits on the device inside a step: logged scalars go into a device buffer that is copied
 to the host every ``train.log_every`` steps (one sync), where the metrics row is written and
@@ -33,6 +34,7 @@ import torch
 from torch import nn
 
 import infomax
+from infomax.objectives.amdim import tanh_clip
 from infomax.training.config import (
     RESUMABLE_KEYS,
     Config,
@@ -195,6 +197,62 @@ class OnlineProbe(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(self.norm(x))
+
+
+class OnlineMLPProbe(nn.Module):
+    """AMDIM's MLP probe (Bachman et al., NeurIPS 2019; amdim-public ``model.py``, the
+    ``Evaluator``'s ``MLPClassifier`` with 1024 hidden units and dropout 0.2): Dropout -> Linear
+    (no bias) -> BatchNorm -> ReLU -> Dropout -> Linear. The last layer starts at zero, so the
+    probe starts at chance like the linear one."""
+
+    def __init__(
+        self, in_features: int, num_classes: int, hidden: int = 1024, dropout: float = 0.2
+    ) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Dropout(dropout),
+            nn.Linear(in_features, hidden, bias=False),
+            nn.BatchNorm1d(hidden),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, num_classes),
+        )
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+ONLINE_PROBES: dict[str, type[nn.Module]] = {"linear": OnlineProbe, "mlp": OnlineMLPProbe}
+
+
+def probe_column(kind: str) -> str:
+    """The metrics column of an online probe's accuracy: ``probe_acc`` for the linear probe (the
+    name it always had), ``probe_<kind>_acc`` for the others."""
+    return "probe_acc" if kind == "linear" else f"probe_{kind}_acc"
+
+
+def online_probe_loss(
+    logits: torch.Tensor, labels: torch.Tensor, clip: float | None = None, logit_reg: float = 0.0
+) -> torch.Tensor:
+    """Loss of an online probe: cross-entropy of the soft-clipped logits ``c tanh(z / c)`` plus
+    ``logit_reg * mean(z^2)``, in float32; labels ``-1`` (unlabelled images) are left out of the
+    cross-entropy, and a batch without labels gives 0 there rather than NaN (STL-10's
+    train+unlabeled batches are mostly unlabelled; no host-device synchronisation).
+
+    ``clip=None, logit_reg=0`` is plain cross-entropy. AMDIM's reference code trains its probes
+    with ``clip=10, logit_reg=1e-3`` (amdim-public ``costs.py``, ``loss_xent``), which bounds the
+    logits of a probe that sees features far larger than at initialisation.
+    """
+    z = logits.float()
+    per_image = nn.functional.cross_entropy(
+        tanh_clip(z, clip), labels, ignore_index=-1, reduction="none"
+    )  # 0 where ignored
+    loss = per_image.sum() / (labels >= 0).sum().clamp(min=1)
+    if logit_reg:
+        loss = loss + logit_reg * z.square().mean()
+    return loss
 
 
 # ----------------------------------------------------------------------------------------------
@@ -387,7 +445,8 @@ class Trainer:
         )
         total = t.epochs * self.steps_per_epoch
         self.total_steps = min(total, t.max_steps) if t.max_steps is not None else total
-        self.probe: OnlineProbe | None = None
+        self.probe_kinds = list(t.online_probes) if self.probe_enabled else []
+        self.probe: nn.ModuleDict | None = None  # kind -> probe, built on the first batch
         self.probe_optimizer: torch.optim.Optimizer | None = None
         self.step = 0
         self.last_checkpoint: Path | None = None
@@ -404,8 +463,22 @@ class Trainer:
     # -- probe ---------------------------------------------------------------------------------
 
     def _make_probe(self, in_features: int) -> None:
-        self.probe = OnlineProbe(in_features, self.num_classes).to(self.device)
+        self.probe_in_features = in_features
+        self.probe = nn.ModuleDict(
+            {k: ONLINE_PROBES[k](in_features, self.num_classes) for k in self.probe_kinds}
+        ).to(self.device)
         self.probe_optimizer = torch.optim.Adam(self.probe.parameters(), lr=self.cfg.train.probe_lr)
+
+    def _load_probe(self, ckpt: dict[str, Any]) -> None:
+        """The online probes of a checkpoint (resume keeps ``train.online_probes``). Checkpoints
+        written before probes had names hold one linear probe."""
+        state = ckpt["probe"]
+        if "linear.weight" in state:
+            state = {f"linear.{k}": v for k, v in state.items()}
+        in_features = ckpt.get("probe_in_features") or int(state["linear.linear.weight"].shape[1])
+        self._make_probe(in_features)
+        self.probe.load_state_dict(state)
+        self.probe_optimizer.load_state_dict(ckpt["probe_optimizer"])
 
     # -- checkpoints ---------------------------------------------------------------------------
 
@@ -428,6 +501,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "probe": self.probe.state_dict() if self.probe is not None else None,
+            "probe_in_features": getattr(self, "probe_in_features", None),
             "probe_optimizer": (
                 self.probe_optimizer.state_dict() if self.probe_optimizer is not None else None
             ),
@@ -455,9 +529,7 @@ class Trainer:
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.scaler.load_state_dict(ckpt["scaler"])
         if ckpt.get("probe") is not None and self.probe_enabled:
-            self._make_probe(ckpt["probe"]["linear.weight"].shape[1])
-            self.probe.load_state_dict(ckpt["probe"])
-            self.probe_optimizer.load_state_dict(ckpt["probe_optimizer"])
+            self._load_probe(ckpt)
         self.loader.load_state_dict(ckpt["loader"])
         set_rng_state(ckpt["rng"], self.device)
         self.step = int(ckpt["step"])
@@ -523,7 +595,8 @@ class Trainer:
         method.train()
         n_names = len(self.metric_names) if self.metric_names else 0
         buf: torch.Tensor | None = None
-        probe_buf = torch.zeros(log_every, 2, device=dev)  # correct, count
+        # per step: labelled images, then the correct predictions of each online probe
+        probe_buf = torch.zeros(log_every, 1 + len(self.probe_kinds), device=dev)
         rows_in_buf = 0
         lr_used = self.optimizer.param_groups[0]["lr"]
         window_start_time = time.monotonic()
@@ -578,9 +651,10 @@ class Trainer:
             }
             for j, name in enumerate(self.metric_names):
                 row[name] = float(vals[:, j].mean())
-            if self.probe_enabled:
-                count = float(probe[:, 1].sum())
-                row["probe_acc"] = float(probe[:, 0].sum()) / count if count else ""
+            count = float(probe[:, 0].sum()) if self.probe_kinds else 0.0
+            for j, kind in enumerate(self.probe_kinds):
+                acc = float(probe[:, 1 + j].sum()) / count if count else ""
+                row[probe_column(kind)] = acc
             row["images_per_sec"] = round(
                 steps * t.batch_size / max(now - window_start_time, 1e-9), 1
             )
@@ -591,8 +665,9 @@ class Trainer:
             last_row = {k: v for k, v in row.items() if isinstance(v, int | float)}
             if bar is not None:
                 post = {"loss": f"{row['loss']:.4f}", "img/s": f"{row['images_per_sec']:.0f}"}
-                if row.get("probe_acc", "") != "":
-                    post["probe"] = f"{row['probe_acc']:.3f}"
+                for kind in self.probe_kinds:
+                    if row.get(probe_column(kind), "") != "":
+                        post[f"probe_{kind}"] = f"{row[probe_column(kind)]:.3f}"
                 bar.set_postfix(post, refresh=False)
             rows_in_buf = 0
             window_start_time = now
@@ -669,14 +744,18 @@ class Trainer:
                         feats = feats.detach().float().flatten(1)
                         if self.probe is None:
                             self._make_probe(feats.shape[1])
-                        logits = self.probe(feats)
-                        ce = nn.functional.cross_entropy(logits, labels, ignore_index=-1)
                         valid = labels >= 0
-                        correct = ((logits.detach().argmax(1) == labels) & valid).sum()
-                        probe_buf[rows_in_buf, 0] = correct.float()
-                        probe_buf[rows_in_buf, 1] = valid.sum().float()
+                        probe_buf[rows_in_buf, 0] = valid.sum().float()
+                        probe_loss = feats.new_zeros(())
+                        for j, kind in enumerate(self.probe_kinds):
+                            logits = self.probe[kind](feats)
+                            probe_loss = probe_loss + online_probe_loss(
+                                logits, labels, t.probe_clip, t.probe_logit_reg
+                            )
+                            correct = ((logits.detach().argmax(1) == labels) & valid).sum()
+                            probe_buf[rows_in_buf, 1 + j] = correct.float()
                         self.probe_optimizer.zero_grad(set_to_none=True)
-                        ce.backward()
+                        probe_loss.backward()
                         self.probe_optimizer.step()
                     else:
                         probe_buf[rows_in_buf].zero_()
