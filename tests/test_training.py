@@ -129,19 +129,28 @@ def test_tiny_run_writes_the_run_folder(tmp_path, dataset):
         assert torch.equal(method.state_dict()[k], v), k
 
 
-def test_resume_continues_exactly(tmp_path, dataset):
-    # uninterrupted: 10 steps (2.5 epochs); interrupted: 6 steps (mid-epoch), then resumed to 10
+def full_and_resumed(tmp_path, dataset, steps, stop, *overrides, edit=None):
+    """Two runs of the same config: ``steps`` uninterrupted, and ``stop`` steps then resumed to
+    ``steps`` (``edit(checkpoint_path)`` may rewrite the checkpoint in between)."""
     full = train(
-        tiny_config(tmp_path, "name=full", "train.max_steps=10"),
+        tiny_config(tmp_path, "name=full", f"train.max_steps={steps}", *overrides),
         train_set=dataset, progress=False, echo=False,
     )  # fmt: skip
     part = train(
-        tiny_config(tmp_path, "name=part", "train.max_steps=6"),
+        tiny_config(tmp_path, "name=part", f"train.max_steps={stop}", *overrides),
         train_set=dataset, progress=False, echo=False,
     )  # fmt: skip
-    cfg = resume_config(part.run_dir, None, ["train.max_steps=10"])
+    if edit is not None:
+        edit(part.run_dir / "last.pt")
+    cfg = resume_config(part.run_dir, None, [f"train.max_steps={steps}"])
     resumed = train(cfg, resume=part.run_dir, train_set=dataset, progress=False, echo=False)
-    assert resumed.step == 10
+    assert resumed.step == steps
+    return full, part, resumed
+
+
+def test_resume_continues_exactly(tmp_path, dataset):
+    # uninterrupted: 10 steps (2.5 epochs); interrupted: 6 steps (mid-epoch), then resumed to 10
+    full, part, resumed = full_and_resumed(tmp_path, dataset, 10, 6)
     a, b = read_rows(full.run_dir), read_rows(part.run_dir)
     assert [r["step"] for r in b] == [str(s) for s in range(1, 11)]
     for ra, rb in zip(a, b):
@@ -265,18 +274,7 @@ def test_linear_and_mlp_online_probes_learn_and_resume_exactly(tmp_path, dataset
         "train.probe_clip=10",
         "train.probe_logit_reg=1e-3",
     ]
-    full = train(
-        tiny_config(tmp_path, "name=full", "train.max_steps=10", *probes),
-        train_set=dataset, progress=False, echo=False,
-    )  # fmt: skip
-    part = train(
-        tiny_config(tmp_path, "name=part", "train.max_steps=6", *probes),
-        train_set=dataset, progress=False, echo=False,
-    )  # fmt: skip
-    resumed = train(
-        resume_config(part.run_dir, None, ["train.max_steps=10"]),
-        resume=part.run_dir, train_set=dataset, progress=False, echo=False,
-    )  # fmt: skip
+    full, part, resumed = full_and_resumed(tmp_path, dataset, 10, 6, *probes)
     a, b = read_rows(full.run_dir), read_rows(part.run_dir)
     assert resumed.step == 10 and len(a) == len(b) == 10
     for ra, rb in zip(a, b):
@@ -289,22 +287,13 @@ def test_linear_and_mlp_online_probes_learn_and_resume_exactly(tmp_path, dataset
 
 
 def test_resume_a_linear_probe_checkpoint_of_the_old_layout(tmp_path, dataset):
-    full = train(
-        tiny_config(tmp_path, "name=full", "train.max_steps=6"),
-        train_set=dataset, progress=False, echo=False,
-    )  # fmt: skip
-    part = train(
-        tiny_config(tmp_path, "name=old", "train.max_steps=4"),
-        train_set=dataset, progress=False, echo=False,
-    )  # fmt: skip
-    path = part.run_dir / "last.pt"
-    ckpt = torch.load(path, weights_only=True)
-    ckpt["probe"] = {k.removeprefix("linear."): v for k, v in ckpt["probe"].items()}
-    del ckpt["probe_in_features"]  # as saved before the online probes had names
-    torch.save(ckpt, path)
-    cfg = resume_config(part.run_dir, None, ["train.max_steps=6"])
-    resumed = train(cfg, resume=part.run_dir, train_set=dataset, progress=False, echo=False)
-    assert resumed.step == 6
+    def old_layout(path):
+        ckpt = torch.load(path, weights_only=True)
+        ckpt["probe"] = {k.removeprefix("linear."): v for k, v in ckpt["probe"].items()}
+        del ckpt["probe_in_features"]  # as saved before the online probes had names
+        torch.save(ckpt, path)
+
+    full, part, _ = full_and_resumed(tmp_path, dataset, 6, 4, edit=old_layout)
     a, b = read_rows(full.run_dir), read_rows(part.run_dir)
     assert [float(r["probe_acc"]) for r in a] == pytest.approx([float(r["probe_acc"]) for r in b])
 
