@@ -447,6 +447,7 @@ class Trainer:
         self.total_steps = min(total, t.max_steps) if t.max_steps is not None else total
         self.probe_kinds = list(t.online_probes) if self.probe_enabled else []
         self.probe: nn.ModuleDict | None = None  # kind -> probe, built on the first batch
+        self.probe_in_features: int | None = None
         self.probe_optimizer: torch.optim.Optimizer | None = None
         self.step = 0
         self.last_checkpoint: Path | None = None
@@ -501,7 +502,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "probe": self.probe.state_dict() if self.probe is not None else None,
-            "probe_in_features": getattr(self, "probe_in_features", None),
+            "probe_in_features": self.probe_in_features,
             "probe_optimizer": (
                 self.probe_optimizer.state_dict() if self.probe_optimizer is not None else None
             ),
