@@ -141,8 +141,9 @@ def test_every_preset_trains_two_steps_with_a_tiny_encoder(name, tmp_path, npz_d
 @pytest.mark.slow
 def test_quickstart_end_to_end(tmp_path, capsys):
     """`infomax train` with no arguments: trains, evaluates trained vs random, draws neighbours;
-    the trained encoder beats its random initialisation. (Its wall time, about 2 minutes on 2
-    CPU cores, is measured and reported in README.md, not asserted here.)"""
+    the trained encoder's linear probes beat its random initialisation on every tap, and so does
+    kNN on the code ``y`` (kNN on conv / fc is not better than random at this budget: docs/dim.md).
+    (Its wall time, about 2 minutes on 2 CPU cores, is reported in README.md, not asserted.)"""
     import json
 
     t0 = time.monotonic()
@@ -150,10 +151,9 @@ def test_quickstart_end_to_end(tmp_path, capsys):
     seconds = time.monotonic() - t0
     run = tmp_path / "quickstart"
     results = json.loads((run / "eval.json").read_text())
-    tap = "fc"
-    trained = results["trained"]["taps"][tap]
-    random = results["random"]["taps"][tap]
-    assert trained["linear"]["test_acc"] > random["linear"]["test_acc"] + 0.05
-    assert trained["knn"]["test_acc"] > random["knn"]["test_acc"] + 0.05
+    trained, random = results["trained"]["taps"], results["random"]["taps"]
+    for tap in ("conv", "fc", "y"):
+        assert trained[tap]["linear"]["test_acc"] > random[tap]["linear"]["test_acc"] + 0.05, tap
+    assert trained["y"]["knn"]["test_acc"] > random["y"]["knn"]["test_acc"] + 0.05
     assert (run / "neighbors.png").is_file()
     print(f"quick start: {seconds:.0f} s")
