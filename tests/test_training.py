@@ -257,6 +257,13 @@ def test_online_probe_loss_against_its_formula():
     assert online_probe_loss(z.bfloat16(), y).dtype == torch.float32
 
 
+def test_every_configurable_probe_kind_has_a_probe():
+    from infomax.training.config import ONLINE_PROBE_KINDS
+    from infomax.training.trainer import ONLINE_PROBES
+
+    assert set(ONLINE_PROBES) == set(ONLINE_PROBE_KINDS)
+
+
 def test_online_mlp_probe_is_the_reference_classifier():
     from infomax.training.trainer import OnlineMLPProbe
 

@@ -405,7 +405,8 @@ class Trainer:
         classes = getattr(train_set, "classes", None) or []
         self.num_classes = len(classes)
         has_labels = labels is not None and len(labels) and bool((labels >= 0).any())
-        self.probe_enabled = bool(t.online_probe and self.num_classes >= 2 and has_labels)
+        probes_on = bool(t.online_probe and self.num_classes >= 2 and has_labels)
+        self.probe_kinds = list(t.online_probes) if probes_on else []  # empty: no online probes
 
         self.cfg.model = fill_model_defaults(cfg, train_set)
         seed_everything(t.seed)
@@ -445,7 +446,6 @@ class Trainer:
         )
         total = t.epochs * self.steps_per_epoch
         self.total_steps = min(total, t.max_steps) if t.max_steps is not None else total
-        self.probe_kinds = list(t.online_probes) if self.probe_enabled else []
         self.probe: nn.ModuleDict | None = None  # kind -> probe, built on the first batch
         self.probe_in_features: int | None = None
         self.probe_optimizer: torch.optim.Optimizer | None = None
@@ -529,7 +529,7 @@ class Trainer:
             self.aux_optimizer.load_state_dict(ckpt["aux_optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.scaler.load_state_dict(ckpt["scaler"])
-        if ckpt.get("probe") is not None and self.probe_enabled:
+        if ckpt.get("probe") is not None and self.probe_kinds:
             self._load_probe(ckpt)
         self.loader.load_state_dict(ckpt["loader"])
         set_rng_state(ckpt["rng"], self.device)
@@ -652,7 +652,7 @@ class Trainer:
             }
             for j, name in enumerate(self.metric_names):
                 row[name] = float(vals[:, j].mean())
-            count = float(probe[:, 0].sum()) if self.probe_kinds else 0.0
+            count = float(probe[:, 0].sum())
             for j, kind in enumerate(self.probe_kinds):
                 acc = float(probe[:, 1 + j].sum()) / count if count else ""
                 row[probe_column(kind)] = acc
@@ -741,7 +741,7 @@ class Trainer:
 
                     # online probe on detached features
                     feats = out.get("features")
-                    if self.probe_enabled and feats is not None:
+                    if self.probe_kinds and feats is not None:
                         feats = feats.detach().float().flatten(1)
                         if self.probe is None:
                             self._make_probe(feats.shape[1])
