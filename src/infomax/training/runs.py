@@ -22,11 +22,11 @@ import inspect
 import os
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
+from infomax.runtime import atomic_save  # noqa: F401  (re-exported)
 from infomax.training.config import (
     BUILD_KWARGS,
     Config,
@@ -111,14 +111,6 @@ def create_run_dir(cfg: Config, run_dir: str | os.PathLike | None = None) -> Pat
             if _is_empty_dir(path):
                 return path
     raise ValueError(f"too many runs named {name!r} in {str(parent)!r}; set another name")
-
-
-def atomic_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to ``path`` via a temporary file and ``os.replace``."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def checkpoint_path(run_dir: str | os.PathLike, checkpoint: str | int = "last") -> Path:

@@ -24,7 +24,6 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,8 @@ from torch import nn
 
 import infomax
 from infomax.objectives.amdim import tanh_clip
+from infomax.runtime import autocast as autocast_context
+from infomax.runtime import cpu_has_fast_bf16, resolve_device, resolve_precision  # noqa: F401
 from infomax.training.config import (
     RESUMABLE_KEYS,
     Config,
@@ -80,58 +81,6 @@ class TrainResult:
     last_metrics: dict[str, float] = field(default_factory=dict)
     method: nn.Module | None = None  # the trained method (train mode)
     checkpoint: Path | None = None  # the last checkpoint written
-
-
-# ----------------------------------------------------------------------------------------------
-# device and precision
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto``: CUDA if available, else Apple MPS, else CPU; explicit names are checked."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"train.device={name} but no CUDA device is available; use cpu or auto")
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"train.device={name} but MPS is not available; use cpu or auto")
-    return dev
-
-
-def cpu_has_fast_bf16() -> bool:
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except Exception:  # pragma: no cover - older builds
-        return False
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto`` -> bf16 on CUDA with bf16 and on CPUs with native bf16, else fp32."""
-    if precision == "auto":
-        if device.type == "cuda":
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-        if device.type == "cpu":
-            return "bf16" if cpu_has_fast_bf16() else "fp32"
-        return "fp32"
-    if precision == "fp16" and device.type not in ("cuda", "mps"):
-        raise ValueError("train.precision=fp16 needs a CUDA (or MPS) device; use bf16 or fp32")
-    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise ValueError("this GPU has no bf16; use train.precision=fp16 or fp32")
-    return precision
-
-
-_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def autocast_context(precision: str, device: torch.device):
-    if precision not in _DTYPES:
-        return nullcontext()
-    return torch.autocast(device_type=device.type, dtype=_DTYPES[precision])
 
 
 # ----------------------------------------------------------------------------------------------
