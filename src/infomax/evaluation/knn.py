@@ -15,11 +15,22 @@ place are broken by ``torch.topk`` (unspecified order).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["METRICS", "VOTES", "knn_accuracy", "knn_predict", "nearest_neighbors"]
+__all__ = [
+    "METRICS",
+    "VOTES",
+    "Gallery",
+    "knn_accuracy",
+    "knn_predict",
+    "nearest_neighbors",
+    "prepare_gallery",
+    "search_gallery",
+]
 
 METRICS = ("cosine", "euclidean")
 VOTES = ("weighted", "majority")
@@ -44,21 +55,45 @@ def _as_matrix(x: Tensor, name: str, device: torch.device) -> Tensor:
     return x.to(device, torch.float32)
 
 
-def _topk_similar(
+class Gallery(NamedTuple):
+    """Gallery rows prepared once for many searches (:func:`prepare_gallery`).
+
+    ``vectors``: the rows, unit-normalised for ``cosine``; ``sq_norms``: their squared norms for
+    ``euclidean`` (``None`` for cosine); ``metric``: ``cosine`` or ``euclidean``.
+    """
+
+    vectors: Tensor
+    sq_norms: Tensor | None
+    metric: str
+
+
+def prepare_gallery(gallery: Tensor, metric: str = "cosine") -> Gallery:
+    """Normalise (cosine) or take the squared norms of (euclidean) float32 ``(G, D)`` rows, once,
+    so that each search is one matrix product and a top-k per chunk of queries."""
+    _check_metric(metric)
+    if metric == "cosine":
+        return Gallery(F.normalize(gallery, dim=1), None, metric)
+    return Gallery(gallery, gallery.pow(2).sum(1), metric)
+
+
+def search_gallery(
     query: Tensor,
-    gallery: Tensor,
+    gallery: Gallery,
     k: int,
-    metric: str,
-    chunk_size: int | None,
+    chunk_size: int | None = None,
     exclude: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """``(similarity, index)`` of the k most similar gallery rows per query row, most similar
-    first. Similarity: cosine similarity, or minus the Euclidean distance."""
-    _check_metric(metric)
-    nq, ng = query.shape[0], gallery.shape[0]
-    if query.shape[1] != gallery.shape[1]:
+    first. Similarity: cosine similarity, or minus the Euclidean distance.
+
+    Euclidean neighbours are ranked by ``2 q.g - |g|^2`` (the squared distance less the
+    query's constant ``|q|^2``), and only the k selected distances are computed.
+    """
+    g = gallery.vectors
+    nq, ng = query.shape[0], g.shape[0]
+    if query.shape[1] != g.shape[1]:
         raise ValueError(
-            f"query has {query.shape[1]} features per row but the gallery {gallery.shape[1]}"
+            f"query has {query.shape[1]} features per row but the gallery {g.shape[1]}"
         )
     available = ng - (1 if exclude is not None else 0)
     if k < 1 or k > available:
@@ -67,25 +102,41 @@ def _topk_similar(
         chunk_size = max(1, _CHUNK_ELEMENTS // max(1, ng))
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
-    if metric == "cosine":
+    cosine = gallery.metric == "cosine"
+    if cosine:
         query = F.normalize(query, dim=1)
-        gallery = F.normalize(gallery, dim=1)
-    else:
-        g_sq = gallery.pow(2).sum(1)
     sims, idxs = [], []
     for start in range(0, nq, chunk_size):
         q = query[start : start + chunk_size]
-        s = q @ gallery.T
-        if metric == "euclidean":
-            d2 = q.pow(2).sum(1, keepdim=True) + g_sq[None, :] - 2.0 * s
-            s = -d2.clamp_min_(0.0).sqrt_()
+        s = q @ g.T
+        if not cosine:
+            s.mul_(2.0).sub_(gallery.sq_norms[None, :])
         if exclude is not None:
             rows = torch.arange(s.shape[0], device=s.device)
             s[rows, exclude[start : start + chunk_size]] = float("-inf")
         v, i = s.topk(k, dim=1, largest=True, sorted=True)
+        if not cosine:  # back to minus the distance, for the k chosen only
+            v = -(q.pow(2).sum(1, keepdim=True) - v).clamp_min_(0.0).sqrt_()
         sims.append(v)
         idxs.append(i)
     return torch.cat(sims), torch.cat(idxs)
+
+
+def _topk_similar(
+    query: Tensor,
+    gallery: Tensor,
+    k: int,
+    metric: str,
+    chunk_size: int | None,
+    exclude: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """:func:`search_gallery` on a gallery prepared for this one search."""
+    _check_metric(metric)
+    if query.shape[1] != gallery.shape[1]:
+        raise ValueError(
+            f"query has {query.shape[1]} features per row but the gallery {gallery.shape[1]}"
+        )
+    return search_gallery(query, prepare_gallery(gallery, metric), k, chunk_size, exclude)
 
 
 def nearest_neighbors(
