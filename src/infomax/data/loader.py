@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from infomax.data.dataset import ArrayDataset
+from infomax.rng import mix_seed
 
 __all__ = ["BatchLoader"]
 
@@ -24,12 +25,7 @@ _DEVICE_FRACTION = 0.5
 
 def _epoch_seed(seed: int, epoch: int) -> int:
     """A 63-bit seed for (seed, epoch), mixed so that neighbouring seeds give unrelated orders."""
-    x = int(seed) * 0x9E3779B97F4A7C15 + int(epoch) * 0xBF58476D1CE4E5B9 + 0x94D049BB133111EB
-    x &= (1 << 64) - 1
-    x ^= x >> 31
-    x = (x * 0xD6E8FEB86659FD93) & ((1 << 64) - 1)
-    x ^= x >> 29
-    return x & ((1 << 63) - 1)
+    return mix_seed(seed, epoch)
 
 
 class BatchLoader:
@@ -37,17 +33,18 @@ class BatchLoader:
 
     Args:
         dataset: an :class:`ArrayDataset`.
-        batch_size: images per batch.
+        batch_size: images per batch: the global batch, over all ranks.
         shuffle: a new random order each epoch (else the dataset order).
         drop_last: drop the last incomplete batch (default, so every step sees ``batch_size``).
         device: where batches are delivered. The whole uint8 dataset is copied there once when it
             takes at most half of the free device memory (always on the CPU); otherwise each batch
             is gathered on the host, pinned and copied with ``non_blocking=True``.
         seed: the order of epoch ``e`` comes from a generator seeded with ``(seed, e)``.
-        rank, world_size: for data-parallel training: every rank uses the same permutation and
-            takes the indices ``rank, rank + world_size, ...`` of it, after the permutation is
-            truncated (``drop_last``) or wrapped around (otherwise) to a multiple of
-            ``world_size``, so all ranks run the same number of batches.
+        rank, world_size: for data-parallel training: every rank cuts the same permutation
+            into the same global batches and yields its contiguous slice of each, images
+            ``[rank * b, (rank + 1) * b)`` with ``b = batch_size // world_size``: the global batch
+            of every step, and its order, do not depend on the number of ranks (``drop_last``
+            only; ``batch_size`` must divide by ``world_size``).
         on_device: force (``True``) or forbid (``False``) the one-off copy of the dataset to
             ``device``; ``None`` decides by size.
 
@@ -82,6 +79,13 @@ class BatchLoader:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if world_size < 1 or not 0 <= rank < world_size:
             raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world={world_size}")
+        if world_size > 1 and int(batch_size) % world_size:
+            raise ValueError(
+                f"the global batch of {batch_size} images does not divide over {world_size} "
+                f"processes; use a batch size that is a multiple of {world_size}"
+            )
+        if world_size > 1 and not drop_last:
+            raise ValueError("data-parallel loading needs drop_last=True")
         self.dataset = dataset
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)
@@ -93,12 +97,11 @@ class BatchLoader:
         self.epoch = 0
         self.position = 0
         n = len(dataset)
+        self.local_batch_size = self.batch_size // self.world_size
         if self.drop_last:
-            self._per_rank = n // self.world_size
-            self._num_batches = self._per_rank // self.batch_size
+            self._num_batches = n // self.batch_size
         else:
-            self._per_rank = -(-n // self.world_size)
-            self._num_batches = -(-self._per_rank // self.batch_size)
+            self._num_batches = -(-n // self.batch_size)
         if self._num_batches == 0:
             raise ValueError(
                 f"batch_size {batch_size} with drop_last=True leaves no batch from {n} images"
@@ -138,8 +141,8 @@ class BatchLoader:
             self.position = 0
 
     def epoch_indices(self, epoch: int | None = None) -> Tensor:
-        """This rank's dataset indices for ``epoch`` (default: the current one), on the CPU, in
-        delivery order (length ``per_rank``)."""
+        """The dataset indices of ``epoch`` (default: the current one) in delivery order, on the
+        CPU: the whole epoch's global batches, one after the other (every rank's slices)."""
         epoch = self.epoch if epoch is None else int(epoch)
         n = len(self.dataset)
         if self.shuffle:
@@ -147,22 +150,27 @@ class BatchLoader:
             order = torch.randperm(n, generator=g)
         else:
             order = torch.arange(n)
-        total = self._per_rank * self.world_size
-        if total > n:  # wrap around so that every rank gets the same count
-            order = torch.cat((order, order[: total - n]))
-        order = order[:total]
-        return order[self.rank :: self.world_size]
+        return order[: self._num_batches * self.batch_size] if self.drop_last else order
+
+    def rank_indices(self, epoch: int | None = None) -> Tensor:
+        """This rank's dataset indices of ``epoch``, in delivery order."""
+        idx = self.epoch_indices(epoch)
+        if self.world_size == 1:
+            return idx
+        b = self.local_batch_size
+        return idx.view(-1, self.world_size, b)[:, self.rank].reshape(-1)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         if self.position >= self._num_batches:  # a finished epoch that was not advanced
             self.epoch += 1
             self.position = 0
-        idx_all = self.epoch_indices()
+        idx_all = self.rank_indices()
         if self.on_device and self.device.type != "cpu":
             idx_all = idx_all.to(self.device, non_blocking=True)
+        b = self.local_batch_size
         while self.position < self._num_batches:
-            start = self.position * self.batch_size
-            idx = idx_all[start : start + self.batch_size]
+            start = self.position * b
+            idx = idx_all[start : start + b]
             images = self._images.index_select(0, idx)
             labels = self._labels.index_select(0, idx)
             if not self.on_device:
@@ -177,7 +185,8 @@ class BatchLoader:
 
     def state_dict(self) -> dict[str, Any]:
         """``epoch``, ``position`` (batches delivered in that epoch) and the settings that fix the
-        order (checked on load)."""
+        order (checked on load). The order does not depend on the number of ranks, so a state
+        saved with N ranks resumes with M."""
         return {
             "epoch": self.epoch,
             "position": self.position,
@@ -197,7 +206,6 @@ class BatchLoader:
             ("num_samples", len(self.dataset)),
             ("seed", self.seed),
             ("shuffle", self.shuffle),
-            ("world_size", self.world_size),
         ):
             if key in state and state[key] != mine:
                 raise ValueError(

@@ -12,10 +12,12 @@ can run on the uint8 batch. Transforms that interpolate or mix colours (:func:`r
 ``[0, 1]``: a uint8 input is first converted with :func:`to_float`. Float inputs are assumed to
 lie in ``[0, 1]``.
 
-Randomness. Every random function takes ``gen``: a :class:`torch.Generator` (reproducible), or
-``None`` for the global RNG (seed it with :func:`torch.manual_seed`). Parameters are drawn on the
-generator's device (the CPU for ``None``) and then copied to the batch's device, so a CPU
-generator works for CUDA batches and the same seed gives the same parameters on every device.
+Randomness. Every random function takes ``gen``: a :class:`torch.Generator` (reproducible),
+``None`` for the global RNG (seed it with :func:`torch.manual_seed`), or an
+:class:`infomax.rng.BatchRandom` (per-image draws that do not depend on how the batch is split
+over processes). Parameters are drawn on the generator's device (the CPU for ``None``) and then
+copied to the batch's device, so a CPU generator works for CUDA batches and the same seed gives
+the same parameters on every device. All draws go through :mod:`infomax.rng`.
 
 Colour definitions follow ``torchvision.transforms.functional`` (brightness multiplies, contrast
 blends with the mean grey level, saturation blends with the grey image, hue rotates H in HSV,
@@ -30,6 +32,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from infomax.rng import Gen, uniform
 
 __all__ = [
     "to_float",
@@ -81,21 +85,19 @@ def _float_dtype(x: Tensor, dtype: torch.dtype | None) -> torch.dtype:
     return x.dtype if x.is_floating_point() else torch.float32
 
 
-def _rand(n: int | Sequence[int], gen: torch.Generator | None, device: torch.device) -> Tensor:
+def _rand(n: int | Sequence[int], gen: Gen, device: torch.device) -> Tensor:
     """Uniform [0, 1) float32 numbers drawn on the generator's device, returned on ``device``."""
-    shape = (n,) if isinstance(n, int) else tuple(n)
-    src = gen.device if gen is not None else torch.device("cpu")
-    return torch.rand(shape, generator=gen, device=src).to(device, non_blocking=True)
+    return uniform(n, gen, device)
 
 
-def _bernoulli(p: float, n: int, gen: torch.Generator | None, device: torch.device) -> Tensor:
+def _bernoulli(p: float, n: int, gen: Gen, device: torch.device) -> Tensor:
     """A bool mask of ``n`` independent coin flips with probability ``p`` (drawn even for p in
     {0, 1}, so the random stream does not depend on p)."""
     return _rand(n, gen, device) < p
 
 
 def _uniform(
-    low: float, high: float, n: int, gen: torch.Generator | None, device: torch.device
+    low: float, high: float, n: int, gen: Gen, device: torch.device
 ) -> Tensor:
     return low + (high - low) * _rand(n, gen, device)
 
@@ -297,7 +299,7 @@ def color_jitter(
     saturation: float | Sequence[float] = 0.0,
     hue: float | Sequence[float] = 0.0,
     p: float = 1.0,
-    gen: torch.Generator | None = None,
+    gen: Gen = None,
     order: str = "random",
     dtype: torch.dtype | None = None,
 ) -> Tensor:
@@ -331,9 +333,11 @@ def color_jitter(
     h_lo, h_hi = _jitter_range(hue, "hue", 0.0, 0.5)
 
     # All random numbers are drawn whatever the settings, so that the stream is stable.
-    src = gen.device if gen is not None else torch.device("cpu")
-    u = torch.rand((n, 5), generator=gen, device=src)
-    keys = torch.rand((n, 4), generator=gen, device=src)
+    # drawn on the generator's device (the CPU unless a device generator is given): the hue
+    # step's image indices below are then computed without a host-device synchronisation
+    src = gen.device if isinstance(gen, torch.Generator) else torch.device("cpu")
+    u = uniform((n, 5), gen, src)
+    keys = uniform((n, 4), gen, src)
     apply = u[:, 4] < p
     one = torch.ones_like(u[:, 0])
     fb = torch.where(apply, b_lo + (b_hi - b_lo) * u[:, 0], one)
@@ -383,7 +387,7 @@ def color_jitter(
     return x
 
 
-def random_grayscale(x: Tensor, p: float = 0.1, gen: torch.Generator | None = None) -> Tensor:
+def random_grayscale(x: Tensor, p: float = 0.1, gen: Gen = None) -> Tensor:
     """With probability ``p`` per image, replace an RGB image by its luma replicated to 3
     channels (torchvision's ``RandomGrayscale``). Keeps the dtype (uint8 luma is rounded)."""
     _check_batch(x)
@@ -406,7 +410,7 @@ def hflip(x: Tensor) -> Tensor:
     return x.flip(-1)
 
 
-def random_hflip(x: Tensor, p: float = 0.5, gen: torch.Generator | None = None) -> Tensor:
+def random_hflip(x: Tensor, p: float = 0.5, gen: Gen = None) -> Tensor:
     """Flip each image left-right with probability ``p`` (a per-image mask)."""
     _check_batch(x)
     _check_prob(p)
@@ -465,7 +469,7 @@ def random_translate(
     max_px: int = 4,
     mode: str = "reflect",
     p: float = 1.0,
-    gen: torch.Generator | None = None,
+    gen: Gen = None,
 ) -> Tensor:
     """AMDIM's CIFAR translation: with probability ``p`` shift each image by integers ``dx, dy``
     drawn independently and uniformly from ``[-max_px, max_px]``, filling by reflection.
@@ -491,7 +495,7 @@ def random_crop(
     size: int | tuple[int, int],
     padding: int = 0,
     mode: str = "constant",
-    gen: torch.Generator | None = None,
+    gen: Gen = None,
 ) -> Tensor:
     """torchvision's ``RandomCrop(size, padding, padding_mode)`` per image: pad every side by
     ``padding`` (``constant`` zero, ``reflect`` or ``replicate``), then crop ``size`` at a uniform
@@ -595,7 +599,7 @@ def sample_resized_crop_boxes(
     width: int,
     scale: tuple[float, float] = (0.08, 1.0),
     ratio: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0),
-    gen: torch.Generator | None = None,
+    gen: Gen = None,
     attempts: int = 10,
 ) -> Tensor:
     """torchvision's ``RandomResizedCrop.get_params`` for ``n`` images at once -> (n, 4) long
@@ -611,8 +615,8 @@ def sample_resized_crop_boxes(
         raise ValueError(f"scale must satisfy 0 < low <= high, got {tuple(scale)}")
     if not 0 < ratio[0] <= ratio[1]:
         raise ValueError(f"ratio must satisfy 0 < low <= high, got {tuple(ratio)}")
-    src = gen.device if gen is not None else torch.device("cpu")
-    u = torch.rand((n, attempts, 4), generator=gen, device=src, dtype=torch.float64)
+    src = gen.device if isinstance(gen, torch.Generator) else torch.device("cpu")
+    u = uniform((n, attempts, 4), gen, src, dtype=torch.float64)
     area = height * width * (lo + (hi - lo) * u[..., 0])
     log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
     r = torch.exp(log_lo + (log_hi - log_lo) * u[..., 1])
@@ -649,7 +653,7 @@ def random_resized_crop(
     scale: tuple[float, float] = (0.3, 1.0),
     ratio: tuple[float, float] = (0.7, 1.4),
     interpolation: str = "bicubic",
-    gen: torch.Generator | None = None,
+    gen: Gen = None,
     dtype: torch.dtype | None = None,
 ) -> Tensor:
     """torchvision's ``RandomResizedCrop`` per image (defaults: AMDIM's scale (0.3, 1) and ratio

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from infomax.rng import Gen
 from infomax.transforms import functional as TF
 
 __all__ = [
@@ -192,7 +193,8 @@ class AmdimViews(nn.Module):
     4. normalisation with ``mean``/``std`` ([0, 1] units).
 
     Each ``enable_*`` switch turns one step off. Both views are computed in one pass over a
-    batch of ``2N`` images. Randomness comes from ``gen`` (a :class:`torch.Generator`, any device)
+    batch of ``2N`` images. Randomness comes from ``gen`` (an :data:`infomax.rng.Gen`: a
+    :class:`torch.Generator` on any device, a :class:`~infomax.rng.BatchRandom`)
     or the global RNG.
 
     Shape: ``(N, C, H, W)`` uint8 (or float in [0, 1]) -> two ``(N, C, S, S)`` float tensors with
@@ -297,7 +299,7 @@ class AmdimViews(nn.Module):
         kwargs.update(overrides)
         return cls(**kwargs)
 
-    def augment(self, x: Tensor, gen: torch.Generator | None = None) -> Tensor:
+    def augment(self, x: Tensor, gen: Gen = None) -> Tensor:
         """One augmented view (no flip): crop, jitter, grayscale, normalise."""
         TF._check_batch(x)
         if self.enable_crop and self.crop == "resized_crop":
@@ -325,7 +327,7 @@ class AmdimViews(nn.Module):
             x = TF.random_grayscale(x, self.gray_p, gen)
         return self.normalize(x)
 
-    def views(self, x: Tensor, gen: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    def views(self, x: Tensor, gen: Gen = None) -> tuple[Tensor, Tensor]:
         """``(view1, view2)``: one shared flip per image, then two independent augmentations."""
         TF._check_batch(x)
         if self.enable_flip and self.flip_p > 0:
@@ -334,7 +336,7 @@ class AmdimViews(nn.Module):
         both = self.augment(torch.cat((x, x), dim=0), gen)
         return both[:n], both[n:]
 
-    def forward(self, x: Tensor, gen: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, gen: Gen = None) -> tuple[Tensor, Tensor]:
         return self.views(x, gen)
 
     def eval_transform(self, x: Tensor) -> Tensor:
@@ -439,7 +441,7 @@ class DimAugment(nn.Module):
         kwargs.update(overrides)
         return cls(**kwargs)
 
-    def augment(self, x: Tensor, gen: torch.Generator | None = None) -> Tensor:
+    def augment(self, x: Tensor, gen: Gen = None) -> Tensor:
         TF._check_batch(x)
         if self.flip_p > 0:
             x = TF.random_hflip(x, self.flip_p, gen)
@@ -447,7 +449,7 @@ class DimAugment(nn.Module):
             x = TF.random_crop(x, self.crop_size, self.padding, self.pad_mode, gen)
         return self.normalize(x)
 
-    def forward(self, x: Tensor, gen: torch.Generator | None = None) -> Tensor:
+    def forward(self, x: Tensor, gen: Gen = None) -> Tensor:
         return self.augment(x, gen)
 
     def eval_transform(self, x: Tensor) -> Tensor:
