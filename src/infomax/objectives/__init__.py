@@ -11,7 +11,7 @@ from typing import Any
 
 _LAZY = {
     "DIM": "infomax.objectives.dim",
-    "DIM_PRESETS": ("infomax.objectives.dim", "PRESETS"),
+    "DIM_LOSS_PRESETS": ("infomax.objectives.dim", "PRESETS"),
     "AMDIM": "infomax.objectives.amdim",
     "multiscale_nce": "infomax.objectives.amdim",
     "amdim_nce": "infomax.objectives.amdim",

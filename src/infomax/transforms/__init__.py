@@ -38,8 +38,8 @@ from infomax.transforms.functional import (
     translate,
 )
 from infomax.transforms.views import (
-    AMDIM_PRESETS,
-    DIM_PRESETS,
+    AMDIM_AUGMENT_PRESETS,
+    DIM_AUGMENT_PRESETS,
     AmdimViews,
     DimAugment,
     EvalTransform,
@@ -49,8 +49,8 @@ from infomax.transforms.views import (
 )
 
 __all__ = [
-    "AMDIM_PRESETS",
-    "DIM_PRESETS",
+    "AMDIM_AUGMENT_PRESETS",
+    "DIM_AUGMENT_PRESETS",
     "AmdimViews",
     "DimAugment",
     "EvalTransform",

@@ -27,8 +27,8 @@ __all__ = [
     "AmdimViews",
     "DimAugment",
     "EvalTransform",
-    "AMDIM_PRESETS",
-    "DIM_PRESETS",
+    "AMDIM_AUGMENT_PRESETS",
+    "DIM_AUGMENT_PRESETS",
     "amdim_views",
     "eval_transform",
 ]
@@ -154,7 +154,7 @@ class _Preset:
 
 
 # AMDIM reference settings (amdim-public datasets.py; see docs/data.md).
-AMDIM_PRESETS: dict[str, _Preset] = {
+AMDIM_AUGMENT_PRESETS: dict[str, _Preset] = {
     # TransformsC10: translate 4 px with reflection p=0.8, ColorJitter(.4,.4,.4,.2) p=0.8, gray .25
     "cifar": _Preset(32, CIFAR_MEAN, CIFAR_STD, "translate", (0.4, 0.4, 0.4, 0.2), 0.25, None),
     # TransformsSTL10: RandomResizedCrop(64, (0.3, 1), (0.7, 1.4), bicubic); test Resize(70),
@@ -286,7 +286,7 @@ class AmdimViews(nn.Module):
     def preset(cls, name: str, **overrides) -> AmdimViews:
         """The AMDIM settings for ``cifar`` (also ``cifar10``, ``cifar100``), ``stl10`` or
         ``imagenet128``; keyword arguments override single settings."""
-        p = _preset(name, AMDIM_PRESETS)
+        p = _preset(name, AMDIM_AUGMENT_PRESETS)
         kwargs = dict(
             image_size=p.image_size,
             mean=p.mean,
@@ -378,7 +378,7 @@ class _DimPreset:
     flip_p: float
 
 
-DIM_PRESETS: dict[str, _DimPreset] = {
+DIM_AUGMENT_PRESETS: dict[str, _DimPreset] = {
     # the DIM reference code trains CIFAR without augmentation
     "cifar": _DimPreset(None, 0, 0.0),
     # light CIFAR augmentation: pad 4 and crop 32 (zero padding), flip
@@ -431,12 +431,12 @@ class DimAugment(nn.Module):
         32, flip 0.5) or ``stl10`` (random 64x64 crops, centre crop at test time)."""
         key = name.lower()
         key = {"cifar10": "cifar", "cifar100": "cifar"}.get(key, key)
-        if key not in DIM_PRESETS:
+        if key not in DIM_AUGMENT_PRESETS:
             raise ValueError(
                 f"unknown DIM preset {name!r}; valid presets: cifar, cifar10, cifar100, "
-                f"{', '.join(k for k in DIM_PRESETS if k != 'cifar')}"
+                f"{', '.join(k for k in DIM_AUGMENT_PRESETS if k != 'cifar')}"
             )
-        p = DIM_PRESETS[key]
+        p = DIM_AUGMENT_PRESETS[key]
         kwargs = dict(crop_size=p.crop_size, padding=p.padding, flip_p=p.flip_p)
         kwargs.update(overrides)
         return cls(**kwargs)
@@ -462,7 +462,7 @@ class DimAugment(nn.Module):
 def eval_transform(name: str, **overrides) -> EvalTransform:
     """The test-time transform of an AMDIM preset (``cifar``: normalise; ``stl10``: Resize(70),
     CenterCrop(64), normalise; ``imagenet128``: Resize(146), CenterCrop(128), normalise)."""
-    p = _preset(name, AMDIM_PRESETS)
+    p = _preset(name, AMDIM_AUGMENT_PRESETS)
     kwargs = dict(image_size=p.image_size, mean=p.mean, std=p.std, resize=p.eval_resize)
     kwargs.update(overrides)
     return EvalTransform(**kwargs)
