@@ -18,7 +18,7 @@ from infomax.data import (
     load_dataset,
     make_synthetic,
 )
-from infomax.data.loading import _convert
+from infomax.data.sources import _convert
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -15,7 +15,7 @@ Named datasets: ``cifar10``, ``cifar100``, ``stl10``, ``mnist`` (through torchvi
 
 from infomax.data.dataset import ArrayDataset
 from infomax.data.loader import BatchLoader
-from infomax.data.loading import (
+from infomax.data.sources import (
     DATASETS,
     default_root,
     load_dataset,
