@@ -17,6 +17,8 @@ from infomax.data.dataset import ArrayDataset
 from infomax.data.loader import BatchLoader
 from infomax.data.sources import (
     DATASETS,
+    IMAGE_EXTENSIONS,
+    decode_image,
     default_root,
     load_dataset,
     load_image_folder,
@@ -28,12 +30,14 @@ from infomax.data.synthetic import SYNTHETIC_CLASSES, make_synthetic
 
 __all__ = [
     "DATASETS",
+    "IMAGE_EXTENSIONS",
     "KNOWN_STATS",
     "SYNTHETIC_CLASSES",
     "ArrayDataset",
     "BatchLoader",
     "compute_stats",
     "dataset_stats",
+    "decode_image",
     "default_root",
     "load_dataset",
     "load_image_folder",
