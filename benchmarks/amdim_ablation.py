@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import os
 import statistics
 import sys
@@ -61,15 +60,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from runinfo import Clock, write_results  # noqa: E402
 
 from infomax.evaluation import evaluate_method  # noqa: E402
+from infomax.runtime import resolve_device
 from infomax.training.config import Config, config_to_dict, load_config
 from infomax.training.runs import build_method, load_run
-from infomax.training.trainer import (
-    fill_model_defaults,
-    load_datasets,
-    resolve_device,
-    seed_everything,
-    train,
-)
+from infomax.training.setup import derive_model_kwargs, load_datasets
+from infomax.training.trainer import seed_everything, train
 
 PRESET = "amdim_cifar10_cpu"
 
@@ -237,9 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_random:
         # the trainer seeds with train.seed and then builds the method: this is every row's
         # initial encoder (the switches do not change how the encoder is built)
-        filled = dataclasses.replace(first, model=fill_model_defaults(first, train_set))
+        model = derive_model_kwargs(first, train_set)
         seed_everything(args.seed)
-        method = build_method(filled, in_channels, image_size).to(device).eval()
+        method = build_method(first, in_channels, image_size, model).to(device).eval()
         print("== evaluating the random initialisation", flush=True)
         rows["random_init"] = {
             "paper_row": "(random encoder)",

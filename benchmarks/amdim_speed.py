@@ -75,7 +75,7 @@ from reference_amdim import ReferenceAMDIM  # noqa: E402
 from runinfo import Clock, write_results  # noqa: E402
 
 from infomax.objectives.amdim import AMDIM  # noqa: E402
-from infomax.training.trainer import cpu_has_fast_bf16, resolve_precision  # noqa: E402
+from infomax.runtime import cpu_has_fast_bf16, resolve_precision  # noqa: E402
 from infomax.transforms import AmdimViews  # noqa: E402
 
 #: the reference optimiser (amdim-public task_self_supervised.py)

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import os
 import shutil
 import statistics
@@ -48,15 +47,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from runinfo import Clock, write_results  # noqa: E402
 
 from infomax.evaluation import FeatureCache, evaluate_method, neighbors_grid  # noqa: E402
+from infomax.runtime import resolve_device
 from infomax.training.config import Config, config_to_dict, load_config
 from infomax.training.runs import build_method
-from infomax.training.trainer import (
-    fill_model_defaults,
-    load_datasets,
-    resolve_device,
-    seed_everything,
-    train,
-)
+from infomax.training.setup import derive_model_kwargs, load_datasets
+from infomax.training.trainer import seed_everything, train
 
 #: the two objectives compared: (run name, alpha = global MI weight, beta = local MI weight)
 MODELS = (("dim_g", 1.0, 0.0), ("dim_l", 0.0, 1.0))
@@ -241,9 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     # DIM builds its encoder before the critics, so both runs start from this very encoder.
     inits = {}
     for name, cfg in configs.items():
-        filled = dataclasses.replace(cfg, model=fill_model_defaults(cfg, train_set))
+        model = derive_model_kwargs(cfg, train_set)
         seed_everything(args.seed)
-        inits[name] = build_method(filled, in_channels, image_size)
+        inits[name] = build_method(cfg, in_channels, image_size, model)
     sd = [m.encoder.state_dict() for m in inits.values()]
     same_init = all(torch.equal(sd[0][k], s[k]) for s in sd[1:] for k in sd[0])
     methods: dict[str, torch.nn.Module] = {"random": inits[MODELS[1][0]]}

@@ -232,7 +232,7 @@ def test_lr_schedule_and_grad_clip_are_applied(tmp_path, dataset):
 
 
 def test_online_probe_loss_against_its_formula():
-    from infomax.training.trainer import online_probe_loss
+    from infomax.training.online_probes import online_probe_loss
 
     g = torch.Generator().manual_seed(0)
     z = 30 * torch.randn(12, 5, generator=g)  # large logits: the clip matters
@@ -259,13 +259,13 @@ def test_online_probe_loss_against_its_formula():
 
 def test_every_configurable_probe_kind_has_a_probe():
     from infomax.training.config import ONLINE_PROBE_KINDS
-    from infomax.training.trainer import ONLINE_PROBES
+    from infomax.training.online_probes import ONLINE_PROBES
 
     assert set(ONLINE_PROBES) == set(ONLINE_PROBE_KINDS)
 
 
 def test_online_mlp_probe_is_the_reference_classifier():
-    from infomax.training.trainer import OnlineMLPProbe
+    from infomax.training.online_probes import OnlineMLPProbe
 
     probe = OnlineMLPProbe(32, 10)
     kinds = [type(m).__name__ for m in probe.net]
@@ -277,7 +277,7 @@ def test_online_mlp_probe_is_the_reference_classifier():
 
 def test_linear_and_mlp_online_probes_learn_and_resume_exactly(tmp_path, dataset):
     probes = [
-        "train.online_probes=[linear, mlp]",
+        "train.online_probes=[linear, amdim_mlp]",
         "train.probe_clip=10",
         "train.probe_logit_reg=1e-3",
     ]
@@ -289,8 +289,14 @@ def test_linear_and_mlp_online_probes_learn_and_resume_exactly(tmp_path, dataset
             assert 0.0 <= float(ra[col]) <= 1.0
             assert float(ra[col]) == pytest.approx(float(rb[col]), abs=1e-6, rel=0), col
     ckpt = load_checkpoint(resumed.run_dir / "last.pt")
-    assert {k.split(".")[0] for k in ckpt["probe"]} == {"linear", "mlp"}
+    assert {k.split(".")[0] for k in ckpt["probe"]} == {"linear", "amdim_mlp"}
     assert ckpt["probe_in_features"] == 16
+
+
+def test_the_old_online_probe_name_still_loads_with_a_note(tmp_path):
+    with pytest.warns(FutureWarning, match="mlp is now called amdim_mlp"):
+        cfg = tiny_config(tmp_path, "train.online_probes=[linear, mlp]")
+    assert cfg.train.online_probes == ["linear", "amdim_mlp"]
 
 
 def test_resume_a_linear_probe_checkpoint_of_the_old_layout(tmp_path, dataset):
@@ -309,7 +315,7 @@ def test_resume_a_linear_probe_checkpoint_of_the_old_layout(tmp_path, dataset):
     "override, message",
     [
         ("train.online_probes=[linear, svm]", "unknown kind"),
-        ("train.online_probes=[mlp, mlp]", "each probe once"),
+        ("train.online_probes=[amdim_mlp, amdim_mlp]", "each probe once"),
         ("train.online_probes=[]", "each probe once"),
         ("train.probe_clip=0", "probe_clip must be positive"),
         ("train.probe_logit_reg=-1", "probe_logit_reg must be >= 0"),

@@ -8,7 +8,8 @@ and a slice of the global batch; this module owns what crosses processes:
 - :class:`BatchGroup`: how the global batch is split (rank ``r`` holds images
   ``[r * n, (r + 1) * n)``), and :meth:`BatchGroup.gather`, an autograd-aware all-gather: the
   contrastive objectives score their local anchors against the candidates of every process, and
-  the gradient of each gathered feature flows back to the process that computed it.
+  the gradient of each gathered feature flows back to the process that computed it (a
+  reduce-scatter of the gradients; an all-reduce on gloo).
 - :func:`convert_sync_batchnorm`: batch-norm statistics over the global batch, PyTorch's
   :class:`torch.nn.SyncBatchNorm` on CUDA and :class:`CPUSyncBatchNorm` (the same statistics
   through autograd-aware all-reduces) on the CPU, where SyncBatchNorm refuses to run.
@@ -41,6 +42,9 @@ from torch.nn.modules.batchnorm import _BatchNorm
 __all__ = [
     "SINGLE",
     "BatchGroup",
+    "agree",
+    "all_gather_object",
+    "broadcast_module",
     "CPUSyncBatchNorm",
     "World",
     "all_mean",
@@ -87,18 +91,27 @@ def init(device: torch.device, world: World | None = None) -> World:
     """Start the default process group for ``world`` (from the environment by default): NCCL
     for CUDA devices, gloo otherwise. A no-op for one process or when already started."""
     world = world or World.from_env()
+    global _CONTROL
     if world.distributed and not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         kwargs: dict[str, Any] = {}
         if device.type == "cuda":
             kwargs["device_id"] = device
         dist.init_process_group(backend, rank=world.rank, world_size=world.world_size, **kwargs)
+        # small host-side decisions (time budget, checkpoints) travel on a CPU group, so they
+        # never wait on a GPU stream
+        _CONTROL = dist.new_group(backend="gloo") if backend != "gloo" else None
     return world
 
 
+_CONTROL: Any = None
+
+
 def shutdown() -> None:
+    global _CONTROL
     if dist.is_initialized():
         dist.destroy_process_group()
+    _CONTROL = None
 
 
 def _active() -> bool:
@@ -108,6 +121,34 @@ def _active() -> bool:
 def barrier() -> None:
     if _active():
         dist.barrier()
+
+
+def agree(*flags: bool) -> tuple[bool, ...]:
+    """The main process's ``flags`` on every process: decisions that depend on a clock (the time
+    budget, a checkpoint every N minutes) are taken by one process and followed by all, so no
+    process is left waiting in a collective that the others skipped."""
+    if not _active():
+        return tuple(bool(f) for f in flags)
+    t = torch.tensor([int(bool(f)) for f in flags], dtype=torch.int32)
+    dist.broadcast(t, src=0, group=_CONTROL)
+    return tuple(bool(v) for v in t.tolist())
+
+
+def all_gather_object(obj: Any) -> list[Any]:
+    """``obj`` of every process, in rank order (pickled; small host-side state)."""
+    if not _active():
+        return [obj]
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def broadcast_module(module: nn.Module, src: int = 0) -> None:
+    """Copy the parameters and buffers of process ``src`` to every process."""
+    if not _active():
+        return
+    for t in [*module.parameters(), *module.buffers()]:
+        dist.broadcast(t.data, src=src)
 
 
 def broadcast_object(obj: Any, src: int = 0) -> Any:
@@ -182,9 +223,7 @@ class BatchGroup:
         gradients flowing back to the process that computed each slice."""
         if not self.distributed:
             return t
-        from torch.distributed.nn.functional import all_gather
-
-        return torch.cat(all_gather(t.contiguous()), dim=0)
+        return _GatherBatch.apply(t)
 
     def offset(self, n_local: int) -> int:
         """The global index of this process's first image."""
@@ -202,6 +241,46 @@ class BatchGroup:
 
 
 SINGLE = BatchGroup()
+
+
+class _GatherBatch(torch.autograd.Function):
+    """All-gather along dim 0 (equal slices); the backward pass sums the gradients that every
+    process's loss sends to each slice and returns this process's (a reduce-scatter)."""
+
+    @staticmethod
+    def forward(ctx, t: Tensor) -> Tensor:
+        world, rank = dist.get_world_size(), dist.get_rank()
+        t = t.contiguous()
+        parts = [torch.empty_like(t) for _ in range(world)]
+        dist.all_gather(parts, t)
+        ctx.rank, ctx.n = rank, t.shape[0]
+        return torch.cat(parts, dim=0)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        grad = grad.contiguous()
+        if dist.get_backend() == "nccl":
+            out = grad.new_empty((ctx.n, *grad.shape[1:]))
+            dist.reduce_scatter_tensor(out, grad)
+            return out
+        dist.all_reduce(grad)  # gloo has no reduce-scatter
+        return grad[ctx.rank * ctx.n : (ctx.rank + 1) * ctx.n]
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over processes; its gradient is the sum over processes of the incoming gradients."""
+
+    @staticmethod
+    def forward(ctx, t: Tensor) -> Tensor:
+        out = t.clone()
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
 
 
 # ----------------------------------------------------------------------------- batch norm
@@ -226,8 +305,7 @@ class CPUSyncBatchNorm(_BatchNorm):
         self._check_input_dim(x)
         if not (self.training and _active()):
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
-
+        all_reduce = _AllReduceSum.apply
         dims = [0, *range(2, x.dim())]
         shape = (1, -1) + (1,) * (x.dim() - 2)
         xf = x.float()

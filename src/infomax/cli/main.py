@@ -25,6 +25,9 @@ COMMANDS: dict[str, str] = {
     "eval": "infomax.cli.evaluate",
     "neighbors": "infomax.cli.neighbors",
     "embed": "infomax.cli.embed",
+    "index": "infomax.cli.index",
+    "search": "infomax.cli.search",
+    "serve": "infomax.cli.serve",
     "mi": "infomax.cli.mi",
 }
 
@@ -69,6 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # KEY=VALUE overrides may come after options (``train --config X a.b=1``): argparse leaves
     # such late positionals unparsed, so they join the command's overrides here
     args, extra = parser.parse_known_args(argv)
+    args.argv = argv[1:]  # the command's own arguments, for commands that start workers
     if extra:
         if not hasattr(args, "overrides") or any(e.startswith("-") for e in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")

@@ -11,12 +11,18 @@ new folder (runs/NAME, suffixed -2, -3 ... if taken) holding config.yaml, metric
 metrics.png, train.log and checkpoints; --resume RUN_DIR continues a run exactly where its last
 checkpoint stopped (overrides may then change only the length, logging and device settings).
 
+Several processes (data parallel, train.batch_size is the global batch): --nproc N starts N
+workers on this machine through torchrun; on several machines run torchrun yourself
+(docs/distributed.md): torchrun --nnodes 2 --nproc-per-node 8 --rdzv-backend c10d
+--rdzv-endpoint HOST:29500 -m infomax train --config amdim_imagenet --run-dir runs/x
+
 examples:
   infomax train                                       # quick start (offline, ~3 min on a CPU)
   infomax train --config dim_l_nce_cifar10 data.download=true
   infomax train --config amdim_cifar10 train.batch_size=128 --time-budget 60
   infomax train --config configs/my_run.yaml model.estimator=infonce --name nce-test
   infomax train --resume runs/dim_l_nce_cifar10 train.epochs=1200
+  infomax train --config amdim_cifar10 --nproc 2             # two processes, same maths
   infomax train --list-presets
   infomax train --config amdim_stl10 --print-config
 """
@@ -50,6 +56,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="folder of this run (must be new or empty; default: runs/NAME)",
     )  # fmt: skip
     parser.add_argument("--name", help="run name, the folder under run_dir (default: preset name)")
+    parser.add_argument(
+        "--nproc", type=int, metavar="N",
+        help="train in N processes on this machine (one per GPU, or CPU processes sharing the "
+        "cores), started through torchrun",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-restarts", type=int, default=0, metavar="K",
+        help="with --nproc: restart the workers up to K times after a failure (they resume from "
+        "the last checkpoint)",
+    )  # fmt: skip
     parser.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (train.device)")
     parser.add_argument(
         "--precision", choices=("auto", "fp32", "bf16", "fp16"), help="train.precision"
@@ -130,23 +146,58 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False, default_flow_style=None), end="")
         return 0
+    if args.nproc is not None:
+        return _launch(args, cfg)
+
+    from infomax import distributed
 
     result = train(cfg, run_dir=args.run_dir, resume=args.resume, progress=not args.quiet)
+    distributed.shutdown()
+    if result.rank != 0:  # the main process reports and evaluates
+        return 0 if result.stopped != "nonfinite" else 1
     if result.stopped == "nonfinite":
         print(f"infomax train: {result.message}", file=sys.stderr)
         return 1
     if cfg.eval.after_training:
-        from infomax.training.report import evaluate_after_training
-        from infomax.training.trainer import resolve_device, resolve_precision
+        from infomax.training.report import evaluate_run
 
-        device = resolve_device(cfg.train.device)
-        report = evaluate_after_training(
-            result.method, cfg, result.run_dir, device=device,
-            precision=resolve_precision(cfg.train.precision, device),
+        report = evaluate_run(
+            result.method, cfg, result.run_dir, device=cfg.train.device,
+            checkpoint=result.checkpoint,
         )  # fmt: skip
         print()
         print(report["table"])
+        print(f"\nresults: {report['path']}")
         if report["neighbors"] is not None:
-            print(f"\nnearest neighbours of test images: {report['neighbors']}")
+            print(f"nearest neighbours of test images: {report['neighbors']}")
     print(f"\nrun folder: {result.run_dir}")
     return 0
+
+
+def _launch(args: argparse.Namespace, cfg) -> int:
+    """``--nproc N``: the same command in N torchrun workers, with the run folder named."""
+    from infomax.training.launch import run_workers, under_torchrun
+    from infomax.training.runs import create_run_dir
+
+    if args.nproc < 1:
+        raise ValueError(f"--nproc must be at least 1, got {args.nproc}")
+    if under_torchrun():
+        raise ValueError("--nproc starts torchrun itself; under torchrun leave it out")
+    argv = _without(getattr(args, "argv", []), ("--nproc", "--max-restarts", "--run-dir"))
+    if not args.resume:  # the workers fill the folder made here, so restarts find it
+        argv += ["--run-dir", str(create_run_dir(cfg, args.run_dir))]
+    return run_workers(args.nproc, argv, max_restarts=args.max_restarts)
+
+
+def _without(argv: list[str], flags: tuple[str, ...]) -> list[str]:
+    """``argv`` without the given options (``--flag VALUE`` or ``--flag=VALUE``)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a in flags:
+            skip = True
+        elif not a.startswith(tuple(f"{f}=" for f in flags)):
+            out.append(a)
+    return out

@@ -118,6 +118,7 @@ class BatchLoader:
             self._images = dataset.images.cpu()
             self._labels = dataset.labels.cpu()
         self._pin = (not self.on_device) and self.device.type == "cuda"
+        self._cached: tuple[int, Tensor | None] = (-1, None)  # (epoch, indices) for batch()
 
     def _fits(self, images: Tensor) -> bool:
         if self.device.type == "cpu":
@@ -164,24 +165,33 @@ class BatchLoader:
         if self.position >= self._num_batches:  # a finished epoch that was not advanced
             self.epoch += 1
             self.position = 0
-        idx_all = self.rank_indices()
-        if self.on_device and self.device.type != "cpu":
-            idx_all = idx_all.to(self.device, non_blocking=True)
-        b = self.local_batch_size
         while self.position < self._num_batches:
-            start = self.position * b
-            idx = idx_all[start : start + b]
-            images = self._images.index_select(0, idx)
-            labels = self._labels.index_select(0, idx)
-            if not self.on_device:
-                if self._pin:
-                    images, labels = images.pin_memory(), labels.pin_memory()
-                images = images.to(self.device, non_blocking=True)
-                labels = labels.to(self.device, non_blocking=True)
+            out = self.batch(self.epoch, self.position)
             self.position += 1
-            yield images, labels
+            yield out
         self.epoch += 1
         self.position = 0
+
+    def batch(self, epoch: int, index: int) -> tuple[Tensor, Tensor]:
+        """Batch ``index`` of epoch ``epoch`` (this rank's slice), without moving the loader's
+        own position: a trainer that knows its step needs no loader state to resume."""
+        if not 0 <= index < self._num_batches:
+            raise ValueError(f"batch {index} is outside 0..{self._num_batches - 1}")
+        if self._cached[0] != epoch:
+            idx = self.rank_indices(epoch)
+            if self.on_device and self.device.type != "cpu":
+                idx = idx.to(self.device, non_blocking=True)
+            self._cached = (epoch, idx)
+        b = self.local_batch_size
+        idx = self._cached[1][index * b : (index + 1) * b]
+        images = self._images.index_select(0, idx)
+        labels = self._labels.index_select(0, idx)
+        if not self.on_device:
+            if self._pin:
+                images, labels = images.pin_memory(), labels.pin_memory()
+            images = images.to(self.device, non_blocking=True)
+            labels = labels.to(self.device, non_blocking=True)
+        return images, labels
 
     def state_dict(self) -> dict[str, Any]:
         """``epoch``, ``position`` (batches delivered in that epoch) and the settings that fix the

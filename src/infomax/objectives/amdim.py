@@ -27,14 +27,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from infomax.distributed import SINGLE, BatchGroup
 from infomax.models.registry import create_encoder
+from infomax.objectives.base import StepContext, TrainingLosses
+from infomax.rng import Gen, randint
 from infomax.transforms import AmdimViews
 
 __all__ = [
     "AMDIM",
     "AMDIMNCE",
     "COMPARISONS",
-    "REFERENCE_OPTIMIZER",
     "MixtureHead",
     "amdim_nce",
     "mixture_nce",
@@ -47,21 +49,6 @@ __all__ = [
 #: The reference's comparisons (``LossMultiNCE``): global->5x5, global->7x7, local 5x5->5x5.
 COMPARISONS = ("1t5", "1t7", "5t5")
 _SCALES = (1, 5, 7)
-
-#: The reference optimiser (amdim-public ``task_self_supervised.py``): Adam with these settings,
-#: linear warm-up over 500 updates, learning rate x0.2 at epochs 250 and 280 (300 epochs for
-#: CIFAR / STL-10). The trainer implements the schedule (``infomax.training.schedule``
-#: ``warmup_multistep``) and the ``amdim_*`` presets set these values.
-REFERENCE_OPTIMIZER: dict[str, Any] = dict(
-    lr=2e-4,
-    betas=(0.8, 0.999),
-    eps=1e-8,
-    weight_decay=1e-5,
-    warmup_steps=500,
-    milestones=(250, 280),
-    gamma=0.2,
-)
-
 
 class AMDIMNCE(NamedTuple):
     """Result of :func:`amdim_nce` / :func:`mixture_nce` (float32).
@@ -88,11 +75,13 @@ def tanh_clip(x: torch.Tensor, clip: float | None) -> torch.Tensor:
 
 
 def _nce_log_probs(
-    r_src: torch.Tensor, r_trg: torch.Tensor, tclip: float | None
+    r_src: torch.Tensor, r_trg: torch.Tensor, tclip: float | None, offset: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-positive NCE log-probabilities ``(N, K, L)`` and the raw scores ``(N, K, N, L)``.
+    """Per-positive NCE log-probabilities ``(n, K, L)`` and the raw scores ``(n, K, N, L)``.
 
-    ``r_src`` (N, K, D), ``r_trg`` (N, D, L). Scores are float32 with autocast off.
+    ``r_src`` (n, K, D), ``r_trg`` (N, D, L); source ``i`` is paired with target ``offset + i``
+    (``n < N`` when the targets are the global batch of several processes and the sources this
+    process's slice). Scores are float32 with autocast off.
     """
     if r_src.dim() != 3 or r_trg.dim() != 3:
         raise ValueError(
@@ -100,20 +89,24 @@ def _nce_log_probs(
             f"{tuple(r_trg.shape)}"
         )
     n, k, d = r_src.shape
-    if r_trg.shape[0] != n or r_trg.shape[1] != d:
+    big_n = r_trg.shape[0]
+    if offset < 0 or offset + n > big_n or r_trg.shape[1] != d:
         raise ValueError(
-            f"sources {tuple(r_src.shape)} and targets {tuple(r_trg.shape)} must agree on N and D"
+            f"sources {tuple(r_src.shape)} (from target {offset}) and targets "
+            f"{tuple(r_trg.shape)} must agree on N and D"
         )
-    if n < 2:
-        raise ValueError(f"the NCE needs at least 2 images per batch (negatives), got {n}")
+    if big_n < 2:
+        raise ValueError(f"the NCE needs at least 2 images per batch (negatives), got {big_n}")
     locs = r_trg.shape[2]
     with torch.autocast(device_type=r_src.device.type, enabled=False):
         src = r_src.float().reshape(n * k, d)
-        trg = r_trg.float().transpose(0, 1).reshape(d, n * locs)  # (D, N*L)
-        raw = (src @ trg).view(n, k, n, locs) / math.sqrt(d)
+        trg = r_trg.float().transpose(0, 1).reshape(d, big_n * locs)  # (D, N*L)
+        raw = (src @ trg).view(n, k, big_n, locs) / math.sqrt(d)
         s = tanh_clip(raw, tclip)
-        eye = torch.eye(n, dtype=torch.bool, device=s.device).view(n, 1, n, 1)
-        pos = torch.diagonal(s, dim1=0, dim2=2).permute(2, 0, 1)  # (N, K, L): s[i, :, i, :]
+        rows = torch.arange(n, device=s.device)
+        eye = (rows[:, None] + offset == torch.arange(big_n, device=s.device)[None, :])
+        eye = eye.view(n, 1, big_n, 1)
+        pos = s[rows, :, rows + offset, :]  # (n, K, L): s[i, :, offset + i, :]
         # log-sum-exp over the negatives of each row (all locations of all other images)
         lse_neg = s.masked_fill(eye, -math.inf).flatten(2).logsumexp(dim=2)  # (N, K)
         # log softmax of each positive against itself plus its row's negatives
@@ -126,6 +119,7 @@ def amdim_nce(
     r_trg: torch.Tensor,
     tclip: float | None = 20.0,
     reg_weight: float = 0.05,
+    offset: int = 0,
 ) -> AMDIMNCE:
     """The AMDIM NCE of source vectors against target maps (amdim-public ``NCE_MI_MULTI``).
 
@@ -137,13 +131,16 @@ def amdim_nce(
     and ``loss = -mean(log_probs)``. The same as :func:`infomax.estimators.bounds.infonce` on
     the clipped scores with the diagonal positive mask. float32 inside (safe under autocast).
 
+    ``offset``: with several processes, ``r_src`` holds the ``n`` sources of this process and
+    ``r_trg`` the targets of the global batch; source ``i`` is paired with target ``offset + i``.
+
     Shape:
-        ``r_src`` (N, D); ``r_trg`` (N, D, L) (a feature map flattened over locations); ``loss``
-        and ``reg`` scalars, ``log_probs`` (N, L).
+        ``r_src`` (n, D); ``r_trg`` (N, D, L) (a feature map flattened over locations); ``loss``
+        and ``reg`` scalars, ``log_probs`` (n, L).
     """
     if r_src.dim() != 2:
         raise ValueError(f"r_src must be (N, D), got {tuple(r_src.shape)}")
-    log_probs, raw = _nce_log_probs(r_src[:, None, :], r_trg, tclip)
+    log_probs, raw = _nce_log_probs(r_src[:, None, :], r_trg, tclip, offset)
     log_probs = log_probs[:, 0]
     return AMDIMNCE(-log_probs.mean(), reg_weight * raw.square().mean(), log_probs)
 
@@ -155,6 +152,7 @@ def mixture_nce(
     reg_weight: float = 0.05,
     tau: float = 0.4,
     alpha: float = 0.05,
+    offset: int = 0,
 ) -> AMDIMNCE:
     """NCE with a mixture of ``K`` source vectors per image (AMDIM paper, Sec. 3.5).
 
@@ -168,11 +166,12 @@ def mixture_nce(
     ``H = 0`` and this is exactly :func:`amdim_nce`. ``reg`` covers the scores of all components.
 
     Shape:
-        ``r_src`` (N, K, D); ``r_trg`` (N, D, L); ``log_probs`` (N, K, L).
+        ``r_src`` (n, K, D); ``r_trg`` (N, D, L); ``log_probs`` (n, K, L); ``offset`` as in
+        :func:`amdim_nce`.
     """
     if tau <= 0:
         raise ValueError(f"mixture temperature tau must be > 0, got {tau}")
-    log_probs, raw = _nce_log_probs(r_src, r_trg, tclip)
+    log_probs, raw = _nce_log_probs(r_src, r_trg, tclip, offset)
     q_log = torch.log_softmax(log_probs / tau, dim=1)
     q = q_log.exp()
     entropy = -(q * q_log).sum(dim=1)  # (N, L)
@@ -192,17 +191,15 @@ def parse_comparison(name: str) -> tuple[int, int]:
     return src, trg
 
 
-def sample_locations(
-    feature_map: torch.Tensor, generator: torch.Generator | None = None
-) -> torch.Tensor:
+def sample_locations(feature_map: torch.Tensor, generator: Gen = None) -> torch.Tensor:
     """One random location per image of a ``(N, D, H, W)`` map -> ``(N, D)``.
 
     The location index is drawn on the map's device (no host synchronisation), independently per
-    image (amdim-public ``LossMultiNCE._sample_src_ftr``).
+    image (amdim-public ``LossMultiNCE._sample_src_ftr``); ``generator``: see :mod:`infomax.rng`.
     """
     n, d = feature_map.shape[:2]
     flat = feature_map.flatten(2)
-    idx = torch.randint(0, flat.shape[2], (n,), device=feature_map.device, generator=generator)
+    idx = randint(0, flat.shape[2], (n,), generator, feature_map.device)
     return flat.gather(2, idx.view(n, 1, 1).expand(n, d, 1)).squeeze(2)
 
 
@@ -210,7 +207,7 @@ def _source(
     taps: dict[str, torch.Tensor],
     scale: int,
     mixture: torch.Tensor | None,
-    generator: torch.Generator | None,
+    generator: Gen,
 ) -> torch.Tensor:
     if scale == 1:
         if mixture is not None:
@@ -228,7 +225,8 @@ def multiscale_nce(
     mixtures: tuple[torch.Tensor, torch.Tensor] | None = None,
     mixture_tau: float = 0.4,
     mixture_alpha: float = 0.05,
-    generator: torch.Generator | None = None,
+    generator: Gen = None,
+    group: BatchGroup = SINGLE,
 ) -> dict[str, torch.Tensor]:
     """The AMDIM objective over several comparisons, both directions (amdim-public
     ``LossMultiNCE``).
@@ -236,7 +234,9 @@ def multiscale_nce(
     For each comparison ``"AtB"``: ``0.5 * (nce(src_A(view1), rB(view2)) + nce(src_A(view2),
     rB(view1)))``, where the ``A = 5`` / ``7`` source is one random location per image.
     ``mixtures`` (optional): the ``(N, K, D)`` mixture components of ``r1`` of each view, used
-    for the ``A = 1`` sources through :func:`mixture_nce`.
+    for the ``A = 1`` sources through :func:`mixture_nce`. ``group``: with several processes,
+    the taps are this process's slice of the global batch; the targets of every process are
+    gathered (with gradients) and each local source is scored against all of them.
 
     Returns ``nce_AtB`` for each comparison, ``reg`` (the sum over comparisons of the
     direction-averaged regularisers, as the reference) and ``loss = sum nce_AtB + reg``; all
@@ -254,11 +254,16 @@ def multiscale_nce(
             (taps2, taps1, None if mixtures is None else mixtures[1]),
         ):
             src = _source(src_taps, a, mix, generator)
-            trg = trg_taps[f"r{b}"].flatten(2)
+            trg = group.gather(trg_taps[f"r{b}"].flatten(2))
+            offset = group.offset(src.shape[0])
             if src.shape[1] > 1:
-                pair.append(mixture_nce(src, trg, tclip, reg_weight, mixture_tau, mixture_alpha))
+                pair.append(
+                    mixture_nce(
+                        src, trg, tclip, reg_weight, mixture_tau, mixture_alpha, offset
+                    )
+                )
             else:
-                pair.append(amdim_nce(src[:, 0], trg, tclip, reg_weight))
+                pair.append(amdim_nce(src[:, 0], trg, tclip, reg_weight, offset))
         out[f"nce_{a}t{b}"] = 0.5 * (pair[0].loss + pair[1].loss)
         regs.append(0.5 * (pair[0].reg + pair[1].reg))
     out["reg"] = torch.stack(regs).sum()
@@ -425,14 +430,6 @@ class AMDIM(nn.Module):
         """No auxiliary (adversarial) parameters: empty."""
         return []
 
-    def encode_views(
-        self, images: torch.Tensor, generator: torch.Generator | None = None
-    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """The encoder's taps on two augmented views of a uint8 batch."""
-        self._check(images)
-        v1, v2 = self.transform.views(images, generator)
-        return self.encode_pair(v1, v2)
-
     def encode_pair(
         self, view1: torch.Tensor, view2: torch.Tensor
     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
@@ -453,39 +450,41 @@ class AMDIM(nn.Module):
         return self.encoder(view1), self.encoder(view2)
 
     def training_losses(
-        self, images: torch.Tensor, step: int | None = None
-    ) -> dict[str, torch.Tensor]:
+        self, images: torch.Tensor, context: StepContext | None = None
+    ) -> TrainingLosses:
         """Losses of one batch of uint8 images (two views made and normalised here).
 
-        Returns ``loss`` (sum of the comparisons' NCE losses plus ``reg``), ``nce_AtB`` per
-        comparison and ``reg`` (detached, to log), and ``features``: detached ``(N, n_rkhs)``
-        ``r1`` of view 1 for an online probe. No host-device synchronisation.
+        ``loss`` is the sum of the comparisons' NCE losses plus ``reg``; the terms (checked)
+        are ``nce_AtB`` per comparison and ``reg``; ``features`` is the detached ``(N, n_rkhs)``
+        ``r1`` of view 1 for online probes. No host-device synchronisation. ``context``: the
+        step's random numbers (views, source locations) and batch split (trainer).
         """
         self._check(images)
-        v1, v2 = self.transform.views(images)
-        return self.view_losses(v1, v2)
+        ctx = context or StepContext()
+        v1, v2 = self.transform.views(images, ctx.rng)
+        return self.view_losses(v1, v2, ctx)
 
-    def view_losses(self, view1: torch.Tensor, view2: torch.Tensor) -> dict[str, torch.Tensor]:
+    def view_losses(
+        self, view1: torch.Tensor, view2: torch.Tensor, context: StepContext | None = None
+    ) -> TrainingLosses:
         """:meth:`training_losses` of two already augmented, normalised views (float
         ``(N, C, S, S)`` each, ``S`` the encoder's input size). For benchmarks that time the
         model and the loss without the augmentation."""
+        ctx = context or StepContext()
         taps1, taps2 = self.encode_pair(view1, view2)
         mixtures = None
         if self.mixture is not None:
             mixtures = (self.mixture(taps1["features"]), self.mixture(taps2["features"]))
         out = multiscale_nce(
-            taps1,
-            taps2,
-            self.comparisons,
-            self.tclip,
-            self.reg_weight,
-            mixtures,
-            self.mixture_tau,
-            self.mixture_alpha,
+            taps1, taps2, self.comparisons, self.tclip, self.reg_weight, mixtures,
+            self.mixture_tau, self.mixture_alpha, ctx.rng, ctx.group,
+        )  # fmt: skip
+        loss = out.pop("loss")
+        return TrainingLosses(
+            loss=loss,
+            terms={k: v.detach() for k, v in out.items()},
+            features=taps1["features"].detach(),
         )
-        result = {k: (v if k == "loss" else v.detach()) for k, v in out.items()}
-        result["features"] = taps1["features"].detach()
-        return result
 
     def features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """The encoder's taps on normalised, un-augmented images (caller sets eval / no_grad)."""

@@ -35,9 +35,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from infomax.distributed import SINGLE, BatchGroup
 from infomax.estimators.bounds import Bound, get_bound
 from infomax.models.registry import create_encoder
+from infomax.objectives.base import StepContext, TrainingLosses
 from infomax.objectives.prior import AdversarialPrior, gaussian_kl, reparameterize
+from infomax.rng import Gen, randint
 from infomax.transforms import DimAugment
 
 __all__ = [
@@ -114,7 +117,7 @@ def dot_scores(anchors: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
 
 
 def shifted_indices(
-    n: int, positions: int, device: torch.device | str | None = None
+    n: int, positions: int, device: torch.device | str | None = None, gen: Gen = None
 ) -> torch.Tensor:
     """Indices ``(i + k_l) mod n`` with a random shift ``k_l`` in ``[1, n-1]`` per position ``l``.
 
@@ -123,37 +126,57 @@ def shifted_indices(
     permutes the batch independently per location; a cyclic shift is a permutation without fixed
     points, so no negative is accidentally a positive).
 
+    The shifts are one draw for the whole (global) batch, the same on every process.
+
     Shape:
         -> (n, positions) int64.
     """
     if n < 2:
         raise ValueError(f"shuffled negatives need a batch of at least 2 images, got {n}")
-    shift = torch.randint(1, n, (positions,), device=device)
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    shift = randint(1, n, (positions,), gen, device, shared=True)
     return (torch.arange(n, device=device)[:, None] + shift[None, :]) % n
 
 
-def dim_bound(scores: torch.Tensor, pos_mask: torch.Tensor | None, estimator: str) -> Bound:
+def dim_bound(
+    scores: torch.Tensor,
+    pos_mask: torch.Tensor | None,
+    estimator: str,
+    group: BatchGroup = SINGLE,
+) -> Bound:
     """The DIM MI estimate and loss of a score tensor with a variational bound.
 
     ``estimator``: ``jsd`` (Nowozin et al., 2016; DIM eq. 4), ``infonce`` (van den Oord et al.,
     2018; DIM eq. 5) or ``dv`` (Donsker-Varadhan; Belghazi et al., 2018). Scores are cast to
     float32.
 
-    For ``jsd`` the loss is the JSD bound's and the reported ``mi`` is the Donsker-Varadhan value
-    of the same critic, ``E_pos[T] - log E_neg[exp T]`` (Poole et al., 2019, eq. 4; a logsumexp,
-    finite for finite scores). The bounds module's own JSD plug-in, ``NWJ(T + 1) = 1 + E_pos[T] -
-    E_neg[exp T]``, is ``-inf`` as soon as a negative score exceeds about 88, which dot-critic
-    scores of 2048-unit LayerNormed embeddings do from the first step; training would then stop,
-    since the trainer treats a non-finite logged value as divergence. DV is never smaller than
-    NWJ(T + 1) (``log x <= x - 1``), and only the logged value changes, not the gradient.
+    For ``jsd`` the reported ``mi`` is the Donsker-Varadhan value of the same critic (the one MI
+    figure of a JSD-trained critic in infomax, :func:`infomax.estimators.bounds.jsd_bound`),
+    finite also for the large scores of wide dot-product critics.
+
+    Several processes: ``scores`` are the rows of this process's anchors against the candidates
+    of the global batch. The JSD and InfoNCE losses are means over rows, so each process's share
+    averages to the one-process loss; DV's ``log E_neg[exp T]`` is not, so for ``dv`` the rows of
+    every process are gathered first (with gradients) and each process evaluates the whole bound.
+    A logged JSD estimate (DV of the local rows) is then the mean over processes of their rows'
+    values, close to but not exactly the one-process figure.
     """
     name = _canonical_estimator(estimator)
     s = scores.float()
+    if name == "dv" and group.distributed:
+        s, pos_mask = _gather_rows(s, pos_mask, group)
     bound = get_bound(name)(s, pos_mask)
-    if name == "jsd":
-        dv = get_bound("dv")(s.detach(), pos_mask)
-        bound = Bound(mi=dv.mi, loss=bound.loss)
-    return bound
+    return Bound(mi=bound.mi.detach(), loss=bound.loss)
+
+
+def _gather_rows(
+    s: torch.Tensor, pos_mask: torch.Tensor | None, group: BatchGroup
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The score rows of every process, and their positive mask."""
+    if pos_mask is not None and pos_mask.shape[0] > 1:  # a per-row mask: gather it too
+        rows = pos_mask.expand(s.shape[0], *pos_mask.shape[1:]).to(torch.uint8)
+        pos_mask = group.gather(rows).bool()
+    return group.gather(s), pos_mask
 
 
 def _canonical_estimator(name: str) -> str:
@@ -223,8 +246,13 @@ class DotLocalCritic(nn.Module):
         self.local_net = MIProjection(local_channels, units)
         self.code_net = MIProjection(code_dim, units)
 
-    def forward(self, local: torch.Tensor, code: torch.Tensor) -> tuple[torch.Tensor, None]:
-        return dot_scores(self.code_net(code), self.local_net(_locations(local))), None
+    def forward(
+        self, local: torch.Tensor, code: torch.Tensor, context: StepContext | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        group = (context or StepContext()).group
+        candidates = group.gather(self.local_net(_locations(local)))
+        mask = group.positive_mask(code.shape[0], code.device, trailing=1)
+        return dot_scores(self.code_net(code), candidates), mask
 
 
 class DotGlobalCritic(nn.Module):
@@ -251,8 +279,13 @@ class DotGlobalCritic(nn.Module):
         self.feature_net = nn.Sequential(*layers)
         self.code_net = nn.Linear(code_dim, units)
 
-    def forward(self, feature: torch.Tensor, code: torch.Tensor) -> tuple[torch.Tensor, None]:
-        return dot_scores(self.code_net(code), self.feature_net(feature.flatten(1))), None
+    def forward(
+        self, feature: torch.Tensor, code: torch.Tensor, context: StepContext | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        group = (context or StepContext()).group
+        candidates = group.gather(self.feature_net(feature.flatten(1)))
+        mask = group.positive_mask(code.shape[0], code.device)
+        return dot_scores(self.code_net(code), candidates), mask
 
 
 class ConcatLocalCritic(nn.Module):
@@ -280,11 +313,16 @@ class ConcatLocalCritic(nn.Module):
         layers.append(nn.Linear(hidden[-1], 1))
         self.top = nn.Sequential(*layers)
 
-    def forward(self, local: torch.Tensor, code: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        a = self.local_in(_locations(local))  # (N, L, H)
+    def forward(
+        self, local: torch.Tensor, code: torch.Tensor, context: StepContext | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        ctx = context or StepContext()
+        a = self.local_in(_locations(local))  # (n, L, H)
         n, positions = a.shape[:2]
-        idx = shifted_indices(n, positions, a.device)
-        a_neg = a[idx, torch.arange(positions, device=a.device)]  # (N, L, H)
+        a_all = ctx.group.gather(a)  # (N, L, H): the negatives come from the global batch
+        idx = shifted_indices(a_all.shape[0], positions, a.device, ctx.rng)
+        start = ctx.group.offset(n)
+        a_neg = a_all[idx[start : start + n], torch.arange(positions, device=a.device)]
         b = self.code_in(code)[:, None, :]  # (N, 1, H)
         scores = self.top(torch.stack([a + b, a_neg + b], dim=1)).squeeze(-1)  # (N, 2, L)
         mask = (torch.arange(2, device=scores.device) == 0).view(1, 2, 1)  # no host copy
@@ -303,9 +341,9 @@ class ConcatGlobalCritic(nn.Module):
         self.inner = ConcatLocalCritic(feature_dim, code_dim, hidden)
 
     def forward(
-        self, feature: torch.Tensor, code: torch.Tensor
+        self, feature: torch.Tensor, code: torch.Tensor, context: StepContext | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        scores, mask = self.inner(feature.flatten(1)[:, :, None, None], code)
+        scores, mask = self.inner(feature.flatten(1)[:, :, None, None], code, context)
         return scores[..., 0], mask[..., 0]
 
 
@@ -471,67 +509,61 @@ class DIM(nn.Module):
             )
         return dict(shapes)
 
-    def _prepare(self, images: torch.Tensor, augment: bool) -> torch.Tensor:
+    def _checked(self, images: torch.Tensor) -> torch.Tensor:
         if images.dim() != 4 or images.shape[1] != self.in_channels:
             raise ValueError(
                 f"expected images (N, {self.in_channels}, H, W), got {tuple(images.shape)}"
             )
-        return self.transform(images) if augment else self.transform.eval_transform(images)
+        return images
 
     def aux_parameters(self) -> list[nn.Parameter]:
         """The adversarial discriminator's parameters (empty without an adversarial prior)."""
         return [] if self.adversarial is None else list(self.adversarial.parameters())
 
     def training_losses(
-        self, images: torch.Tensor, step: int | None = None
-    ) -> dict[str, torch.Tensor]:
+        self, images: torch.Tensor, context: StepContext | None = None
+    ) -> TrainingLosses:
         """Losses of one batch of uint8 images (augmented and normalised here).
 
-        Returns ``loss`` (to minimise over all parameters but :meth:`aux_parameters`), ``aux_loss``
-        (the discriminator's, adversarial prior only), ``features`` (detached flattened ``conv``
-        tap, for an online probe) and detached scalars to log: ``mi_global``, ``mi_local``
-        (estimates of the chosen bound, nats; for ``jsd`` the DV value of its critic, see
-        :func:`dim_bound`), ``loss_global``, ``loss_local``, ``prior`` (the
-        generator loss or the KL) and, for the adversarial prior, ``gradient_penalty``,
-        ``d_prior``, ``d_code`` (mean discriminator logits). No host-device synchronisation.
+        ``loss`` trains all parameters but :meth:`aux_parameters`, ``aux_loss`` (the adversarial
+        prior's discriminator loss) those only; ``features`` is the detached flattened ``conv``
+        tap, for online probes. Terms (checked): ``loss_global``, ``loss_local``, ``prior`` (the
+        generator loss or the KL). Estimates: ``mi_global``, ``mi_local`` (nats; for ``jsd`` the
+        DV value of its critic, see :func:`dim_bound`) and, for the adversarial prior,
+        ``gradient_penalty``, ``d_prior``, ``d_code`` (mean discriminator logits). No host-device
+        synchronisation. ``context``: the step's random numbers and batch split (trainer).
         """
-        x = self._prepare(images, augment=True)
-        taps = self.encoder(x)
+        ctx = context or StepContext()
+        taps = self.encoder(self.transform(self._checked(images), ctx.rng))
         code = taps["y"]
-        out: dict[str, torch.Tensor] = {}
-        terms: list[torch.Tensor] = []
-
+        out = TrainingLosses(loss=code.new_zeros(()), features=taps["conv"].detach().flatten(1))
+        losses: list[torch.Tensor] = []
         if self.logvar_head is not None:
-            mu = code.float()
-            logvar = self.logvar_head(taps["fc"]).float()
+            mu, logvar = code.float(), self.logvar_head(taps["fc"]).float()
             kl = gaussian_kl(mu, logvar)
-            code = reparameterize(mu, logvar)
-            out["prior"] = kl.detach()
+            code = reparameterize(mu, logvar, ctx.rng)
+            out.terms["prior"] = kl.detach()
             if self.gamma > 0:
-                terms.append(self.gamma * kl)
-
-        if self.global_critic is not None:
-            bound = dim_bound(*self.global_critic(taps["conv"], code), self.estimator)
-            terms.append(self.alpha * bound.loss)
-            out["mi_global"], out["loss_global"] = bound.mi.detach(), bound.loss.detach()
-
-        if self.local_critic is not None:
-            bound = dim_bound(*self.local_critic(taps["local"], code), self.estimator)
-            terms.append(self.beta * bound.loss)
-            out["mi_local"], out["loss_local"] = bound.mi.detach(), bound.loss.detach()
-
+                losses.append(self.gamma * kl)
+        for name, critic, feature, weight in (
+            ("global", self.global_critic, "conv", self.alpha),
+            ("local", self.local_critic, "local", self.beta),
+        ):
+            if critic is not None:
+                bound = dim_bound(*critic(taps[feature], code, ctx), self.estimator, ctx.group)
+                losses.append(weight * bound.loss)
+                out.terms[f"loss_{name}"] = bound.loss.detach()
+                out.estimates[f"mi_{name}"] = bound.mi.detach()
         if self.adversarial is not None:
-            adv = self.adversarial(taps["y"])
-            terms.append(self.gamma * adv["generator_loss"])
-            out["aux_loss"] = adv["discriminator_loss"]
-            out["prior"] = adv["generator_loss"].detach()
+            adv = self.adversarial(taps["y"], ctx.rng)
+            losses.append(self.gamma * adv["generator_loss"])
+            out.aux_loss = adv["discriminator_loss"]
+            out.terms["prior"] = adv["generator_loss"].detach()
             for key in ("gradient_penalty", "d_prior", "d_code"):
-                out[key] = adv[key]
-
-        out["loss"] = torch.stack([t.float() for t in terms]).sum()
-        out["features"] = taps["conv"].detach().flatten(1)
+                out.estimates[key] = adv[key]
+        out.loss = torch.stack([t.float() for t in losses]).sum()
         return out
 
     def features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """The encoder's taps on normalised, un-augmented images (caller sets eval / no_grad)."""
-        return self.encoder(self._prepare(images, augment=False))
+        return self.encoder(self.transform.eval_transform(self._checked(images)))

@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from infomax.rng import Gen, normal, uniform
+
 __all__ = [
     "AdversarialPrior",
     "PriorDiscriminator",
@@ -37,9 +39,13 @@ __all__ = [
 ]
 
 
-def uniform_prior_sample(like: torch.Tensor) -> torch.Tensor:
-    """Float32 samples of the uniform prior on ``[0, 1]^d``, shaped and placed like ``like``."""
-    return torch.rand(like.shape, device=like.device, dtype=torch.float32)
+def uniform_prior_sample(like: torch.Tensor, gen: Gen = None) -> torch.Tensor:
+    """Float32 samples of the uniform prior on ``[0, 1]^d``, shaped and placed like ``like``
+    (one row per image; ``gen``: see :mod:`infomax.rng`; ``None``: the global RNG of the
+    device)."""
+    if gen is None:
+        return torch.rand(like.shape, device=like.device, dtype=torch.float32)
+    return uniform(like.shape, gen, like.device)
 
 
 def discriminator_loss(d_prior: torch.Tensor, d_code: torch.Tensor) -> torch.Tensor:
@@ -87,10 +93,10 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(-1).mean()
 
 
-def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, gen: Gen = None) -> torch.Tensor:
     """A sample ``z = mu + exp(logvar / 2) * eps``, ``eps ~ N(0, I)`` (Kingma & Welling, 2014)."""
     mu, logvar = mu.float(), logvar.float()
-    return mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+    return mu + normal(mu.shape, gen, mu.device) * (0.5 * logvar).exp()
 
 
 class PriorDiscriminator(nn.Sequential):
@@ -132,10 +138,10 @@ class AdversarialPrior(nn.Module):
         self.discriminator = PriorDiscriminator(code_dim, hidden)
         self.penalty = float(penalty)
 
-    def forward(self, code: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, code: torch.Tensor, gen: Gen = None) -> dict[str, torch.Tensor]:
         with torch.autocast(device_type=code.device.type, enabled=False):
             fake = torch.sigmoid(code.float())
-            real = uniform_prior_sample(fake)
+            real = uniform_prior_sample(fake, gen)
             d_fake_detached = self.discriminator(fake.detach())
             d_real = self.discriminator(real)
             d_loss = discriminator_loss(d_real, d_fake_detached)

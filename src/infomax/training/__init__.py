@@ -2,7 +2,13 @@
 
 - :mod:`infomax.training.config`: ``Config`` dataclasses, presets, dotted overrides.
 - :mod:`infomax.training.runs`: run folders, checkpoints, :func:`load_run`.
-- :mod:`infomax.training.trainer`: :func:`train` (the loop) and ``TrainResult``.
+- :mod:`infomax.training.trainer`: :func:`train` and the loop that composes the parts below.
+- :mod:`infomax.training.step`: one optimiser step (losses, backward, gradient averaging).
+- :mod:`infomax.training.online_probes`: classifiers trained on detached features as it trains.
+- :mod:`infomax.training.metrics`: metrics.csv, metrics.png, train.log, the progress bar.
+- :mod:`infomax.training.checkpoints`: when and how checkpoints are written, resuming.
+- :mod:`infomax.training.launch`: the run folder of each process; ``--nproc`` workers.
+- :mod:`infomax.training.setup`: the device, datasets and derived model arguments of a run.
 - :mod:`infomax.training.schedule`: learning-rate warm-up and step decay.
 """
 
@@ -16,7 +22,7 @@ from infomax.training.config import (
     register_method,
 )
 from infomax.training.runs import build_method, load_run
-from infomax.training.trainer import TrainResult, train
+from infomax.training.trainer import TrainResult, resume_config, train
 
 __all__ = [
     "Config",
@@ -29,5 +35,6 @@ __all__ = [
     "load_config",
     "load_run",
     "register_method",
+    "resume_config",
     "train",
 ]

@@ -24,6 +24,7 @@ import inspect
 import os
 import types
 import typing
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,8 +46,10 @@ _METHODS: dict[str, str | Callable[..., Any]] = {
 BUILD_KWARGS = ("in_channels", "image_size")
 
 
-#: kinds of probe the trainer can fit online, on detached features (infomax.training.trainer)
-ONLINE_PROBE_KINDS = ("linear", "mlp")
+#: kinds of probe the trainer can fit online, on detached features (infomax.training.online_probes)
+ONLINE_PROBE_KINDS = ("linear", "amdim_mlp")
+#: older names of online probe kinds -> their names now
+ONLINE_PROBE_ALIASES = {"mlp": "amdim_mlp"}
 
 
 @dataclass
@@ -81,6 +84,8 @@ class TrainConfig:
     lr_gamma: float = 0.1
     grad_clip: float | None = None  # clip the gradient norm of the main parameters (None: off)
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (auto: bf16 where fast, else fp32)
+    accumulate_steps: int = 1  # micro-batches per optimiser step (batch_size is the total)
+    sync_batchnorm: bool = True  # batch-norm statistics over all processes (several processes)
     channels_last: bool = False
     compile: bool = False  # torch.compile the encoder
     seed: int = 0
@@ -90,7 +95,7 @@ class TrainConfig:
     checkpoint_minutes: float = 15.0  # minutes between checkpoints (0: only by steps)
     keep_every_epochs: int = 0  # also keep epoch_NNNN.pt every this many epochs (0: never)
     online_probe: bool = True  # train probes on detached features during training, log accuracy
-    online_probes: list[str] = field(default_factory=lambda: ["linear"])  # linear | mlp
+    online_probes: list[str] = field(default_factory=lambda: ["linear"])  # linear | amdim_mlp
     probe_lr: float = 1e-3
     probe_clip: float | None = None  # online probes' loss on c*tanh(logits/c) (AMDIM code: 10)
     probe_logit_reg: float = 0.0  # + this * mean(logits^2) in that loss (AMDIM code: 1e-3)
@@ -98,17 +103,36 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    """Evaluation after training (``infomax eval`` uses the same settings)."""
+    """The evaluation: after training (``after_training``) and ``infomax eval`` (whose options
+    override these). The defaults are those of :mod:`infomax.evaluation.evaluate`
+    (docs/evaluation.md); results go to ``RUN/eval/``."""
 
     after_training: bool = False  # evaluate the trained encoder when training ends
-    compare_random: bool = False  # also evaluate a randomly initialised encoder
-    neighbors: bool = False  # write neighbors.png (nearest neighbours of test images)
+    compare_random: bool = False  # also evaluate the encoder at its random initialisation
+    neighbors: bool = False  # write eval/neighbors.png (nearest neighbours of test images)
     train_split: str | None = None  # labelled split the probes learn on (None: data.train_split)
     taps: list[str] | None = None  # feature taps to evaluate (None: the encoder's probe_taps)
-    probes: list[str] = field(default_factory=lambda: ["linear"])
-    knn_k: int = 20
+    probes: list[str] = field(default_factory=lambda: ["linear"])  # linear | mlp200
+    knn_k: int = 200  # 0: no kNN
+    knn_temperature: float = 0.1
+    knn_metric: str = "cosine"  # cosine | euclidean
+    knn_vote: str = "weighted"  # weighted | majority
     probe_epochs: int | None = None  # None: infomax.evaluation's default
-    batch_size: int = 256
+    probe_lr: float | None = None
+    probe_batch_size: int | None = None
+    probe_weight_decay: float | None = None
+    probe_milestones: list[int] | None = None  # None: at 60% and 85% of the epochs
+    seed: int | None = None  # seeds the probes and the neighbour queries (None: train.seed)
+    batch_size: int = 256  # images per forward pass when extracting features
+
+    def __post_init__(self) -> None:
+        from infomax.evaluation.probes import probe_kind  # old names load with a note
+
+        self.probes = list(dict.fromkeys(probe_kind(p) for p in self.probes))
+        if self.knn_k < 0:
+            raise ValueError(f"eval.knn_k must be >= 0 (0: no kNN), got {self.knn_k}")
+        if self.batch_size < 1:
+            raise ValueError(f"eval.batch_size must be at least 1, got {self.batch_size}")
 
 
 @dataclass
@@ -375,12 +399,17 @@ def validate(cfg: Config) -> None:
     dev = t.device
     if not (dev in ("auto", "cpu", "cuda", "mps") or dev.startswith("cuda:")):
         raise ValueError(f"train.device: {dev!r}; use auto, cpu, cuda, cuda:N or mps")
-    for name in ("epochs", "batch_size", "log_every"):
+    for name in ("epochs", "batch_size", "log_every", "accumulate_steps"):
         if getattr(t, name) < 1:
             raise ValueError(f"train.{name} must be at least 1, got {getattr(t, name)}")
     for name in ("warmup_steps", "checkpoint_every", "keep_every_epochs"):
         if getattr(t, name) < 0:
             raise ValueError(f"train.{name} must be >= 0, got {getattr(t, name)}")
+    if t.batch_size % t.accumulate_steps:
+        raise ValueError(
+            f"train.batch_size={t.batch_size} does not divide into train.accumulate_steps="
+            f"{t.accumulate_steps} micro-batches; use a batch size that is a multiple of it"
+        )
     if t.max_steps is not None and t.max_steps < 1:
         raise ValueError(f"train.max_steps must be at least 1 (or null), got {t.max_steps}")
     if t.time_budget_minutes is not None and t.time_budget_minutes <= 0:
@@ -391,11 +420,21 @@ def validate(cfg: Config) -> None:
         raise ValueError(f"train.betas must lie in [0, 1), got {list(t.betas)}")
     if list(t.lr_milestones) != sorted(t.lr_milestones):
         raise ValueError(f"train.lr_milestones must increase, got {t.lr_milestones}")
+    renamed = [k for k in t.online_probes if k in ONLINE_PROBE_ALIASES]
+    if renamed:
+        t.online_probes = [ONLINE_PROBE_ALIASES.get(k, k) for k in t.online_probes]
+        warnings.warn(
+            f"train.online_probes: {', '.join(renamed)} is now called "
+            f"{', '.join(ONLINE_PROBE_ALIASES[k] for k in renamed)}",
+            FutureWarning,
+            stacklevel=2,
+        )
     kinds = list(t.online_probes)
     if t.online_probe and (not kinds or len(set(kinds)) != len(kinds)):
         raise ValueError(
             f"train.online_probes must list each probe once, got {kinds}; "
-            "use [linear], [mlp] or [linear, mlp] (train.online_probe=false turns them off)"
+            "use [linear], [amdim_mlp] or [linear, amdim_mlp] (train.online_probe=false turns "
+            "them off)"
         )
     unknown = [k for k in kinds if k not in ONLINE_PROBE_KINDS]
     if unknown:
@@ -558,6 +597,7 @@ RESUMABLE_KEYS = (
     "train.precision",
     "train.channels_last",
     "train.compile",
+    "train.sync_batchnorm",
     "data.root",
     "data.download",
     "data.test_split",

@@ -22,6 +22,7 @@ import inspect
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -40,9 +41,13 @@ CONFIG_FILE = "config.yaml"
 LAST_CHECKPOINT = "last.pt"
 
 
-def build_method(cfg: Config, in_channels: int, image_size: int) -> nn.Module:
-    """``factory(**cfg.model, in_channels=..., image_size=...)`` for the method of ``cfg``.
+def build_method(
+    cfg: Config, in_channels: int, image_size: int, model: dict[str, Any] | None = None
+) -> nn.Module:
+    """``factory(**model, in_channels=..., image_size=...)`` for the method of ``cfg``.
 
+    ``model``: the method's keyword arguments (default ``cfg.model``; the trainer passes them
+    with the values derived from the dataset, :func:`infomax.training.setup.derive_model_kwargs`).
     ``in_channels`` and ``image_size`` are passed only if the constructor accepts them.
     """
     factory = get_method_factory(cfg.method)
@@ -50,7 +55,7 @@ def build_method(cfg: Config, in_channels: int, image_size: int) -> nn.Module:
     params = inspect.signature(target).parameters
     takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
     extra = {"in_channels": int(in_channels), "image_size": int(image_size)}
-    kwargs = dict(cfg.model)
+    kwargs = dict(cfg.model if model is None else model)
     for k in BUILD_KWARGS:
         if takes_any or k in params:
             kwargs[k] = extra[k]
@@ -135,8 +140,31 @@ def checkpoint_path(run_dir: str | os.PathLike, checkpoint: str | int = "last") 
 
 
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict:
-    """Load a checkpoint written by the trainer (tensors and plain Python values only)."""
-    ckpt = torch.load(path, map_location=device, weights_only=True)
+    """Load a checkpoint written by the trainer (tensors and plain Python values only).
+
+    A file torch cannot read (truncated by a full disk or a copy cut short) is a ValueError that
+    names the file and the other checkpoints of its folder that can be used instead.
+    """
+    path = Path(path)
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # RuntimeError, EOFError, UnpicklingError ... for a damaged file
+        others = sorted(p.name for p in path.parent.glob("*.pt") if p.name != path.name)
+        if others:
+            hint = (
+                f"older checkpoints in {str(path.parent)!r}: {', '.join(others)}; evaluate one "
+                f"with --checkpoint {Path(others[-1]).stem}, or copy it to {path.name} to resume "
+                "from it"
+            )
+        else:
+            hint = "the run has no other checkpoint; train it again (a new run)"
+        raise ValueError(
+            f"checkpoint {str(path)!r} is damaged and cannot be read "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no detail'}); "
+            + hint
+        ) from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not an infomax checkpoint (format {CHECKPOINT_FORMAT})")
     return ckpt
@@ -166,7 +194,7 @@ def load_run(
     cfg = read_run_config(run_dir)
     ckpt = load_checkpoint(checkpoint_path(run_dir, checkpoint), device="cpu")
     build = ckpt["build"]
-    method = build_method(cfg, build["in_channels"], build["image_size"])
+    method = build_method(cfg, build["in_channels"], build["image_size"], build.get("model"))
     method.load_state_dict(ckpt["model"])
     method.to(device)
     method.eval()

@@ -1,22 +1,18 @@
-"""The training loop: :func:`train` runs a method of the Method protocol on a dataset.
+"""The training loop: :func:`train` runs a method of the Method protocol on a dataset, in one
+process or as one of several data-parallel processes started by ``torchrun`` (or
+``infomax train --nproc N``).
 
-One step: ``out = method.training_losses(images_uint8)`` under autocast; ``out["loss"]`` is
-back-propagated into every parameter except ``method.aux_parameters()``, ``out["aux_loss"]``
-(if any) into those only, each with its own Adam optimiser; online probes (``train.online_probes``:
-linear, and AMDIM's MLP) learn on the detached ``out["features"]`` and log their accuracy on each
-batch before their update.
-
-Nothing waits on the device inside a step: logged scalars go into a device buffer that is copied
-to the host every ``train.log_every`` steps (one sync), where the metrics row is written and
-non-finite values are detected (stopping the run with the step and the loss term named; the last
-good checkpoint is kept). Checkpoints hold everything needed to continue bit for bit: model,
-optimisers, scheduler, scaler, probe, loader position, RNG states.
+The loop only composes the parts, each in its own module: the step
+(:mod:`~infomax.training.step`), the online probes (:mod:`~infomax.training.online_probes`),
+metrics and logs (:mod:`~infomax.training.metrics`), checkpoints
+(:mod:`~infomax.training.checkpoints`), and process-wide collectives (:mod:`infomax.distributed`).
+``train.batch_size`` is the global batch; the number of processes changes the speed, not the
+maths. Checkpoints hold everything needed to continue bit for bit: model, optimisers,
+scheduler, scaler, probes, step, the RNG state of every process.
 """
 
 from __future__ import annotations
 
-import csv
-import math
 import os
 import platform
 import random
@@ -33,39 +29,42 @@ import torch
 from torch import nn
 
 import infomax
-from infomax.objectives.amdim import tanh_clip
-from infomax.runtime import autocast as autocast_context
-from infomax.runtime import cpu_has_fast_bf16, resolve_device, resolve_precision  # noqa: F401
+from infomax import distributed
+from infomax.distributed import BatchGroup, World
+from infomax.objectives.base import check_method
+from infomax.runtime import resolve_precision
+from infomax.training.checkpoints import Checkpointer
 from infomax.training.config import (
     RESUMABLE_KEYS,
     Config,
     config_differences,
     config_to_dict,
     load_config,
-    method_signature,
     read_yaml,
     save_config,
 )
+from infomax.training.metrics import (
+    LOG_FILE,
+    METRICS_FILE,
+    PLOT_FILE,
+    MetricsLog,
+    NonFiniteLossError,
+    Progress,
+    TrainLog,
+    plot_metrics,
+)
+from infomax.training.online_probes import OnlineProbes
 from infomax.training.runs import (
     CHECKPOINT_FORMAT,
     CONFIG_FILE,
-    LAST_CHECKPOINT,
-    atomic_save,
     build_method,
-    create_run_dir,
     git_commit,
-    load_checkpoint,
     read_run_config,
 )
-from infomax.training.schedule import make_scheduler
+from infomax.training.setup import derive_model_kwargs, load_datasets, training_device
+from infomax.training.step import TrainStep
 
-METRICS_FILE = "metrics.csv"
-PLOT_FILE = "metrics.png"
-LOG_FILE = "train.log"
-
-
-class NonFiniteLossError(RuntimeError):
-    """A logged loss term became NaN or infinite."""
+__all__ = ["NonFiniteLossError", "TrainResult", "Trainer", "resume_config", "train"]
 
 
 @dataclass
@@ -81,127 +80,7 @@ class TrainResult:
     last_metrics: dict[str, float] = field(default_factory=dict)
     method: nn.Module | None = None  # the trained method (train mode)
     checkpoint: Path | None = None  # the last checkpoint written
-
-
-# ----------------------------------------------------------------------------------------------
-# data
-
-
-def load_datasets(cfg: Config, splits: tuple[str, ...] = ("train",)) -> dict[str, Any]:
-    """The datasets of ``cfg.data`` for the named roles: ``train``, ``test``, ``probe_train``."""
-    from infomax.data import load_dataset
-
-    d = cfg.data
-    names = {"train": d.train_split, "test": d.test_split, "probe_train": cfg.eval.train_split}
-    subsets = {"train": d.train_subset, "test": d.test_subset, "probe_train": d.train_subset}
-    out: dict[str, Any] = {}
-    cache: dict[str, Any] = {}
-    for role in splits:
-        split = names[role] or d.train_split
-        if split not in cache:
-            cache[split] = load_dataset(
-                d.dataset, split=split, root=d.root, download=d.download, image_size=d.image_size
-            )
-        ds = cache[split]
-        n = subsets[role]
-        if n is not None and n < len(ds.images):
-            ds = type(ds)(ds.images[:n], ds.labels[:n], ds.classes)
-        out[role] = ds
-    return out
-
-
-def fill_model_defaults(cfg: Config, train_set: Any) -> dict[str, Any]:
-    """``cfg.model`` plus ``mean`` / ``std`` from the dataset when the method takes them and the
-    config leaves them unset: the known statistics of a named dataset, else measured ones."""
-    from infomax.data import compute_stats, dataset_stats
-
-    model = dict(cfg.model)
-    params, _, _ = method_signature(cfg.method)
-    if "mean" in params and "std" in params and ("mean" not in model or "std" not in model):
-        try:
-            mean, std = dataset_stats(cfg.data.dataset)
-        except ValueError:
-            mean, std = compute_stats(train_set)
-        if len(mean) != int(train_set.images.shape[1]):
-            mean, std = compute_stats(train_set)
-        model.setdefault("mean", [round(float(m), 6) for m in mean])
-        model.setdefault("std", [round(float(s), 6) for s in std])
-    return model
-
-
-# ----------------------------------------------------------------------------------------------
-# online probe
-
-
-class OnlineProbe(nn.Module):
-    """Linear classifier on detached features: BatchNorm (no affine) then a zero-initialised
-    linear layer, so that it starts at chance and uses no random numbers."""
-
-    def __init__(self, in_features: int, num_classes: int) -> None:
-        super().__init__()
-        self.norm = nn.BatchNorm1d(in_features, affine=False)
-        self.linear = nn.Linear(in_features, num_classes)
-        nn.init.zeros_(self.linear.weight)
-        nn.init.zeros_(self.linear.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(self.norm(x))
-
-
-class OnlineMLPProbe(nn.Module):
-    """AMDIM's MLP probe (Bachman et al., NeurIPS 2019; amdim-public ``model.py``, the
-    ``Evaluator``'s ``MLPClassifier`` with 1024 hidden units and dropout 0.2): Dropout -> Linear
-    (no bias) -> BatchNorm -> ReLU -> Dropout -> Linear. The last layer starts at zero, so the
-    probe starts at chance like the linear one."""
-
-    def __init__(
-        self, in_features: int, num_classes: int, hidden: int = 1024, dropout: float = 0.2
-    ) -> None:
-        super().__init__()
-        self.net = nn.Sequential(
-            nn.Dropout(dropout),
-            nn.Linear(in_features, hidden, bias=False),
-            nn.BatchNorm1d(hidden),
-            nn.ReLU(),
-            nn.Dropout(dropout),
-            nn.Linear(hidden, num_classes),
-        )
-        nn.init.zeros_(self.net[-1].weight)
-        nn.init.zeros_(self.net[-1].bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-
-
-ONLINE_PROBES: dict[str, type[nn.Module]] = {"linear": OnlineProbe, "mlp": OnlineMLPProbe}
-
-
-def probe_column(kind: str) -> str:
-    """The metrics column of an online probe's accuracy: ``probe_acc`` for the linear probe (the
-    name it always had), ``probe_<kind>_acc`` for the others."""
-    return "probe_acc" if kind == "linear" else f"probe_{kind}_acc"
-
-
-def online_probe_loss(
-    logits: torch.Tensor, labels: torch.Tensor, clip: float | None = None, logit_reg: float = 0.0
-) -> torch.Tensor:
-    """Loss of an online probe: cross-entropy of the soft-clipped logits ``c tanh(z / c)`` plus
-    ``logit_reg * mean(z^2)``, in float32; labels ``-1`` (unlabelled images) are left out of the
-    cross-entropy, and a batch without labels gives 0 there rather than NaN (STL-10's
-    train+unlabeled batches are mostly unlabelled; no host-device synchronisation).
-
-    ``clip=None, logit_reg=0`` is plain cross-entropy. AMDIM's reference code trains its probes
-    with ``clip=10, logit_reg=1e-3`` (amdim-public ``costs.py``, ``loss_xent``), which bounds the
-    logits of a probe that sees features far larger than at initialisation.
-    """
-    z = logits.float()
-    per_image = nn.functional.cross_entropy(
-        tanh_clip(z, clip), labels, ignore_index=-1, reduction="none"
-    )  # 0 where ignored
-    loss = per_image.sum() / (labels >= 0).sum().clamp(min=1)
-    if logit_reg:
-        loss = loss + logit_reg * z.square().mean()
-    return loss
+    rank: int = 0  # this process's rank (0: the one that wrote the run folder)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -216,9 +95,7 @@ def rng_state(device: torch.device) -> dict[str, Any]:
         "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
     }
     if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    if device.type == "mps":
-        state["mps"] = torch.mps.get_rng_state()
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
@@ -228,10 +105,9 @@ def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
     random.setstate((version, tuple(internal), gauss))
     name, keys, *rest = state["numpy"]
     np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
-    if device.type == "mps" and "mps" in state:
-        torch.mps.set_rng_state(state["mps"].cpu())
+    cuda = state.get("cuda")
+    if device.type == "cuda" and cuda is not None:
+        torch.cuda.set_rng_state(cuda[0] if isinstance(cuda, list | tuple) else cuda, device)
 
 
 def seed_everything(seed: int) -> None:
@@ -241,81 +117,12 @@ def seed_everything(seed: int) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-# metrics file and plots
-
-
-def read_metrics(path: str | os.PathLike) -> tuple[list[str], list[dict[str, str]]]:
-    path = Path(path)
-    if not path.is_file():
-        return [], []
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        return list(reader.fieldnames or []), list(reader)
-
-
-def plot_metrics(csv_path: str | os.PathLike, png_path: str | os.PathLike) -> Path | None:
-    """Curves of every logged column against the step (matplotlib Agg, no pyplot state)."""
-    header, rows = read_metrics(csv_path)
-    if not rows:
-        return None
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    skip = {"step", "epoch", "images_per_sec", "elapsed_s"}
-    cols = [c for c in header if c not in skip]
-    steps = [int(r["step"]) for r in rows]
-    n = len(cols)
-    ncols = min(3, n)
-    nrows = math.ceil(n / ncols)
-    fig = Figure(figsize=(4.2 * ncols, 2.8 * nrows))
-    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.1, top=0.92, wspace=0.3, hspace=0.6)
-    FigureCanvasAgg(fig)
-    for i, c in enumerate(cols):
-        ax = fig.add_subplot(nrows, ncols, i + 1)
-        xs, ys = [], []
-        for s, r in zip(steps, rows):
-            v = r.get(c, "")
-            if v not in ("", None):
-                xs.append(s)
-                ys.append(float(v))
-        ax.plot(xs, ys, lw=1.2)
-        ax.set_title(c, fontsize=10)
-        ax.set_xlabel("step", fontsize=8)
-        ax.tick_params(labelsize=8)
-        ax.grid(alpha=0.3)
-        if c == "lr" and ys and min(ys) > 0 and max(ys) / min(ys) > 20:
-            ax.set_yscale("log")
-    tmp = Path(png_path).with_name(f".{Path(png_path).name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    os.replace(tmp, png_path)
-    return Path(png_path)
-
-
-class _Log:
-    """Print (through tqdm when a bar is shown) and append to the run's train.log."""
-
-    def __init__(self, path: Path | None, echo: bool = True) -> None:
-        self.path = path
-        self.echo = echo
-        self.bar = None
-
-    def __call__(self, msg: str) -> None:
-        if self.echo:
-            if self.bar is not None:
-                self.bar.write(msg)
-            else:
-                print(msg, flush=True)
-        if self.path is not None:
-            with open(self.path, "a", encoding="utf-8") as f:
-                f.write(f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] {msg}\n")
-
-
-# ----------------------------------------------------------------------------------------------
 # the trainer
 
 
 class Trainer:
-    """Holds the state of one run; :meth:`fit` trains. Most users call :func:`train`."""
+    """Holds the state of one run (of this process); :meth:`fit` trains. Most users call
+    :func:`train`."""
 
     def __init__(
         self,
@@ -327,476 +134,275 @@ class Trainer:
         progress: bool = True,
         echo: bool = True,
     ) -> None:
-        self.cfg = cfg
-        self.run_dir = Path(run_dir)
-        self.progress = progress
-        self.log = _Log(self.run_dir / LOG_FILE, echo=echo)
         t = cfg.train
-        self.device = resolve_device(t.device)
+        self.cfg, self.run_dir, self.progress = cfg, Path(run_dir), progress
+        self.world = World.from_env()
+        self.device = training_device(t.device, self.world)
+        distributed.init(self.device, self.world)
+        self.group = BatchGroup.current()
         self.precision = resolve_precision(t.precision, self.device)
-
-        if train_set is None:
-            train_set = load_datasets(cfg, ("train",))["train"]
-        self.train_set = train_set
-        images = train_set.images
-        if images.ndim != 4 or images.dtype != torch.uint8:
-            raise ValueError(
-                f"training images must be a uint8 tensor (N, C, H, W), got {images.dtype} "
-                f"{tuple(images.shape)}"
-            )
-        self.in_channels, self.image_size = int(images.shape[1]), int(images.shape[-1])
-        if len(images) < t.batch_size:
-            raise ValueError(
-                f"the training set has {len(images)} images, fewer than train.batch_size="
-                f"{t.batch_size}; lower the batch size or use more data"
-            )
-        labels = getattr(train_set, "labels", None)
-        classes = getattr(train_set, "classes", None) or []
-        self.num_classes = len(classes)
-        has_labels = labels is not None and len(labels) and bool((labels >= 0).any())
-        probes_on = bool(t.online_probe and self.num_classes >= 2 and has_labels)
-        self.probe_kinds = list(t.online_probes) if probes_on else []  # empty: no online probes
-
-        self.cfg.model = fill_model_defaults(cfg, train_set)
-        seed_everything(t.seed)
-        self.method = build_method(cfg, self.in_channels, self.image_size).to(self.device)
-        if t.channels_last:
-            self.method.to(memory_format=torch.channels_last)
-        aux = list(self.method.aux_parameters()) if hasattr(self.method, "aux_parameters") else []
-        aux_ids = {id(p) for p in aux}
-        self.main_params = [
-            p for p in self.method.parameters() if p.requires_grad and id(p) not in aux_ids
-        ]
-        self.aux_params = [p for p in aux if p.requires_grad]
-        if not self.main_params:
-            raise ValueError(f"method {cfg.method!r} has no trainable parameters")
-        fused = {"fused": True} if self.device.type == "cuda" else {}
-        self.optimizer = torch.optim.Adam(
-            self.main_params, lr=t.lr, betas=t.betas, eps=t.eps, weight_decay=t.weight_decay,
-            **fused,
+        self.log = TrainLog(self.run_dir / LOG_FILE, echo=echo, main=self.world.is_main)
+        self.train_set = train_set if train_set is not None else load_datasets(cfg)["train"]
+        self.in_channels, self.image_size = _check_images(self.train_set, t.batch_size)
+        self.model_kwargs = derive_model_kwargs(cfg, self.train_set)
+        self.method = self._build_method()
+        self.num_classes = len(getattr(self.train_set, "classes", None) or [])
+        self.probes = OnlineProbes(
+            self._probe_kinds(), self.num_classes, self.device, t.probe_lr, t.probe_clip,
+            t.probe_logit_reg, sync=self.group.distributed and t.sync_batchnorm,
         )  # fmt: skip
-        self.aux_optimizer = None
-        if self.aux_params:
-            self.aux_optimizer = torch.optim.Adam(
-                self.aux_params, lr=t.aux_lr or t.lr, betas=t.betas, eps=t.eps,
-                weight_decay=t.weight_decay, **fused,
-            )  # fmt: skip
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
-
         from infomax.data import BatchLoader
 
         self.loader = BatchLoader(
-            train_set, batch_size=t.batch_size, shuffle=True, drop_last=True,
-            device=self.device, seed=t.seed,
+            self.train_set, batch_size=t.batch_size // t.accumulate_steps, shuffle=True,
+            drop_last=True, device=self.device, seed=t.seed, rank=self.world.rank,
+            world_size=self.world.world_size,
         )  # fmt: skip
-        self.steps_per_epoch = len(self.loader)
-        self.scheduler = make_scheduler(
-            self.optimizer, self.steps_per_epoch, t.warmup_steps, t.lr_milestones, t.lr_gamma
-        )
+        self.steps_per_epoch = len(self.loader) // t.accumulate_steps
+        if self.steps_per_epoch == 0:
+            raise ValueError(
+                f"{len(self.loader)} micro-batches per epoch do not fill one step of "
+                f"train.accumulate_steps={t.accumulate_steps}; lower it or the batch size"
+            )
         total = t.epochs * self.steps_per_epoch
         self.total_steps = min(total, t.max_steps) if t.max_steps is not None else total
-        self.probe: nn.ModuleDict | None = None  # kind -> probe, built on the first batch
-        self.probe_in_features: int | None = None
-        self.probe_optimizer: torch.optim.Optimizer | None = None
+        self.step_fn = TrainStep(self.method, t, self.device, self.precision, self.probes,
+                                 self.group, self.steps_per_epoch)  # fmt: skip
+        self.metrics = MetricsLog(
+            self.run_dir if self.world.is_main else None, t.log_every, self.probes.columns,
+            t.batch_size, self.device,
+        )  # fmt: skip
+        self.checkpoints = Checkpointer(self.run_dir, t, self.steps_per_epoch, self.world.is_main)
         self.step = 0
-        self.last_checkpoint: Path | None = None
-        self.last_checkpoint_step = -1
+        self._saved_names: list[str] | None = None
         self._last_plot = time.monotonic()
-        self.metric_names: list[str] | None = None
-        self.csv_header: list[str] | None = None
+        self.last_row: dict[str, float] = {}
         if resume:
-            self._load(self.run_dir / LAST_CHECKPOINT)
+            self._load()
         if t.compile:
-            target = getattr(self.method, "encoder", self.method)
-            target.compile()
+            getattr(self.method, "encoder", self.method).compile()
 
-    # -- probe ---------------------------------------------------------------------------------
+    def _build_method(self) -> nn.Module:
+        t = self.cfg.train
+        seed_everything(t.seed)  # the same initial weights on every process
+        method = build_method(self.cfg, self.in_channels, self.image_size, self.model_kwargs)
+        check_method(method, f"method {self.cfg.method!r}")
+        method = method.to(self.device)
+        if t.channels_last:
+            method.to(memory_format=torch.channels_last)
+        if self.group.distributed and t.sync_batchnorm:
+            method = distributed.convert_sync_batchnorm(method, self.device)
+        distributed.broadcast_module(method)
+        return method
 
-    def _make_probe(self, in_features: int) -> None:
-        self.probe_in_features = in_features
-        self.probe = nn.ModuleDict(
-            {k: ONLINE_PROBES[k](in_features, self.num_classes) for k in self.probe_kinds}
-        ).to(self.device)
-        self.probe_optimizer = torch.optim.Adam(self.probe.parameters(), lr=self.cfg.train.probe_lr)
-
-    def _load_probe(self, ckpt: dict[str, Any]) -> None:
-        """The online probes of a checkpoint (resume keeps ``train.online_probes``). Checkpoints
-        written before probes had names hold one linear probe."""
-        state = ckpt["probe"]
-        if "linear.weight" in state:
-            state = {f"linear.{k}": v for k, v in state.items()}
-        in_features = ckpt.get("probe_in_features") or int(state["linear.linear.weight"].shape[1])
-        self._make_probe(in_features)
-        self.probe.load_state_dict(state)
-        self.probe_optimizer.load_state_dict(ckpt["probe_optimizer"])
+    def _probe_kinds(self) -> list[str]:
+        t, labels = self.cfg.train, getattr(self.train_set, "labels", None)
+        has_labels = labels is not None and len(labels) and bool((labels >= 0).any())
+        on = t.online_probe and self.num_classes >= 2 and has_labels
+        return list(t.online_probes) if on else []
 
     # -- checkpoints ---------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue this run exactly (collective: gathers every process's
+        RNG state)."""
         return {
             "format": CHECKPOINT_FORMAT,
             "infomax_version": infomax.__version__,
             "config": config_to_dict(self.cfg),
-            "build": {
-                "in_channels": self.in_channels,
-                "image_size": self.image_size,
-                "num_classes": self.num_classes,
-            },
+            "build": {"in_channels": self.in_channels, "image_size": self.image_size,
+                      "num_classes": self.num_classes, "model": self.model_kwargs},  # fmt: skip
             "step": self.step,
             "epoch": self.step / self.steps_per_epoch,
             "steps_per_epoch": self.steps_per_epoch,
+            "world_size": self.world.world_size,
             "model": self.method.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "aux_optimizer": self.aux_optimizer.state_dict() if self.aux_optimizer else None,
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "probe": self.probe.state_dict() if self.probe is not None else None,
-            "probe_in_features": self.probe_in_features,
-            "probe_optimizer": (
-                self.probe_optimizer.state_dict() if self.probe_optimizer is not None else None
-            ),
-            "loader": self.loader.state_dict(),
-            "rng": rng_state(self.device),
-            "metric_names": self.metric_names,
+            **self.step_fn.state_dict(),
+            **self.probes.state_dict(),
+            "loader": self._loader_state(),
+            "rng": distributed.all_gather_object(rng_state(self.device)),
+            "metric_names": self.metrics.names,
         }
 
-    def _load(self, path: Path) -> None:
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"cannot resume: {str(path)!r} does not exist (the run saved no checkpoint yet); "
-                "start a new run instead"
-            )
-        ckpt = load_checkpoint(path, device="cpu")
+    def _loader_state(self) -> dict[str, Any]:
+        """The loader's settings and, for the record, where the next step reads (the trainer
+        itself reads the batches of a step from the step number)."""
+        epoch, i = divmod(self.step, self.steps_per_epoch)
+        position = i * self.cfg.train.accumulate_steps
+        return {**self.loader.state_dict(), "epoch": epoch, "position": position}
+
+    def _load(self) -> None:
+        ckpt = self.checkpoints.load()
         if ckpt["steps_per_epoch"] != self.steps_per_epoch:
             raise ValueError(
                 f"cannot resume: the run had {ckpt['steps_per_epoch']} steps per epoch, this "
                 f"config gives {self.steps_per_epoch} (different data or batch size)"
             )
         self.method.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        if self.aux_optimizer is not None and ckpt.get("aux_optimizer"):
-            self.aux_optimizer.load_state_dict(ckpt["aux_optimizer"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
-        self.scaler.load_state_dict(ckpt["scaler"])
-        if ckpt.get("probe") is not None and self.probe_kinds:
-            self._load_probe(ckpt)
-        self.loader.load_state_dict(ckpt["loader"])
-        set_rng_state(ckpt["rng"], self.device)
+        self.step_fn.load_state_dict(ckpt)
+        self.probes.load_state_dict(ckpt)
+        self.loader.load_state_dict(ckpt["loader"])  # checks the order is the same
+        rng = ckpt["rng"]  # a list, one per process (a dict before several processes)
+        rng = rng if isinstance(rng, dict) else rng[min(self.world.rank, len(rng) - 1)]
+        set_rng_state(rng, self.device)
         self.step = int(ckpt["step"])
-        self.metric_names = ckpt.get("metric_names")
-        self.last_checkpoint = path
-        self.last_checkpoint_step = self.step
-        # drop metric rows logged after the checkpoint: they are about to be recomputed
-        header, rows = read_metrics(self.run_dir / METRICS_FILE)
-        if header:
-            self.csv_header = header
-            keep = [r for r in rows if int(r["step"]) <= self.step]
-            self._write_rows(keep, mode="w")
+        self._saved_names = ckpt.get("metric_names")
+        self.metrics.truncate_after(self.step)  # rows after the checkpoint are logged again
 
-    def _all_finite(self) -> bool:
-        params = list(self.method.parameters())
-        if not params:
-            return True
-        return bool(torch.stack([p.detach().isfinite().all() for p in params]).all())
-
-    def save_checkpoint(self, keep_as: str | None = None) -> Path | None:
-        """Write ``last.pt`` (and ``keep_as`` if given); refuses non-finite weights."""
-        if not self._all_finite():
-            raise NonFiniteLossError(
-                f"the model has non-finite weights at step {self.step}; the checkpoint was not "
-                "written"
-            )
-        path = self.run_dir / LAST_CHECKPOINT
-        atomic_save(self.state_dict(), path)
-        if keep_as:
-            shutil.copyfile(path, self.run_dir / f".{keep_as}.tmp")
-            os.replace(self.run_dir / f".{keep_as}.tmp", self.run_dir / keep_as)
-        self.last_checkpoint = path
-        self.last_checkpoint_step = self.step
-        if time.monotonic() - self._last_plot >= 60:  # plots cost ~1 s: at most once a minute
-            self.plot()
+    def save_checkpoint(self, keep_as: str | None = None) -> Path:
+        """Write ``last.pt`` (and ``keep_as``); refuses non-finite weights (collective)."""
+        path = self.checkpoints.save(self.state_dict(), self.method, keep_as)
+        if self.world.is_main and time.monotonic() - self._last_plot >= 60:
+            self.plot()  # ~1 s: at most once a minute
         return path
 
     def plot(self) -> Path | None:
         self._last_plot = time.monotonic()
+        if not self.world.is_main:
+            return None
         return plot_metrics(self.run_dir / METRICS_FILE, self.run_dir / PLOT_FILE)
-
-    # -- metrics -------------------------------------------------------------------------------
-
-    def _write_rows(self, rows: list[dict[str, Any]], mode: str = "a") -> None:
-        path = self.run_dir / METRICS_FILE
-        new = mode == "w" or not path.is_file() or path.stat().st_size == 0
-        with open(path, mode, newline="", encoding="utf-8") as f:
-            w = csv.DictWriter(f, fieldnames=self.csv_header, extrasaction="ignore")
-            if new:
-                w.writeheader()
-            for r in rows:
-                w.writerow(r)
 
     # -- the loop ------------------------------------------------------------------------------
 
-    def fit(self) -> TrainResult:
-        cfg, t = self.cfg, self.cfg.train
-        dev = self.device
-        start_time = time.monotonic()
+    def _batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The micro-batches of the next step (a pure function of the step)."""
+        k = self.cfg.train.accumulate_steps
+        epoch, i = divmod(self.step, self.steps_per_epoch)
+        return [self.loader.batch(epoch, i * k + j) for j in range(k)]
+
+    def _record(self, logged: dict[str, torch.Tensor], probe_stats: torch.Tensor) -> None:
+        if self.metrics.names is None:
+            head = [k for k in ("loss", "aux_loss") if k in logged]
+            names = head + sorted(k for k in logged if k not in head)
+            self.metrics.set_names(names, self.step_fn.checked, self._saved_names)
+        if set(logged) != set(self.metrics.names):
+            raise ValueError(
+                f"training_losses() returned {sorted(logged)} at step {self.step}, earlier "
+                f"{sorted(self.metrics.names)}"
+            )
+        values = torch.stack([logged[k] for k in self.metrics.names])
+        self.metrics.record(values, probe_stats, self.step)
+
+    def _after_step(self, lr: float, start: float, progress: Progress, done: int) -> str | None:
+        """Metrics, checkpoints and the stopping rule after a step; the reason to stop, if any.
+        Every decision is the same on every process (clocks: the main process's)."""
+        t, now = self.cfg.train, time.monotonic()
         budget = t.time_budget_minutes * 60 if t.time_budget_minutes else None
-        log_every = t.log_every
-        method = self.method
-        method.train()
-        n_names = len(self.metric_names) if self.metric_names else 0
-        buf: torch.Tensor | None = None
-        # per step: labelled images, then the correct predictions of each online probe
-        probe_buf = torch.zeros(log_every, 1 + len(self.probe_kinds), device=dev)
-        rows_in_buf = 0
-        lr_used = self.optimizer.param_groups[0]["lr"]
-        window_start_time = time.monotonic()
-        window_start_step = self.step
-        last_ckpt_time = time.monotonic()
-        last_row: dict[str, float] = {}
-        stopped = "running"
-        message = ""
+        over_budget, by_minutes = distributed.agree(
+            budget is not None and now - start >= budget, self.checkpoints.minutes_due(now)
+        )
+        every, keep = self.checkpoints.steps_due(self.step)
+        at_end = self.step >= self.total_steps
+        save = every or by_minutes or keep is not None
+        if self.metrics.pending == t.log_every or save or at_end or over_budget:
+            row = self.metrics.flush(self.step, self.steps_per_epoch, lr, now - start,
+                                     self.world.world_size)  # fmt: skip
+            if row:
+                self.last_row = {k: v for k, v in row.items() if isinstance(v, int | float)}
+                progress.refresh(self.step, now - start, done, _postfix(row, self.probes))
+        if at_end or over_budget or save:
+            self.save_checkpoint(keep_as=keep)
+        if at_end:
+            return "completed" if self.step >= t.epochs * self.steps_per_epoch else "max_steps"
+        return "time_budget" if over_budget else None
 
-        bar = None
-        if self.progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(
-                total=self.total_steps, initial=self.step, unit="step", dynamic_ncols=True,
-                desc=cfg.name or cfg.method, file=sys.stderr,
-            )  # fmt: skip
-            self.log.bar = bar
-
-        def flush() -> None:
-            """Copy the buffered scalars to the host (one sync), write a metrics row."""
-            nonlocal rows_in_buf, window_start_time, window_start_step, last_row
-            if rows_in_buf == 0 or buf is None:
-                return
-            k = rows_in_buf
-            host = torch.cat([buf[:k], probe_buf[:k]], dim=1).cpu().double()
-            vals, probe = host[:, :n_names], host[:, n_names:]
-            # only the optimised terms stop a run; a logged estimate (an MI bound) may be infinite
-            # while its loss is finite
-            optimised = torch.tensor(
-                [n in ("loss", "aux_loss") or n.startswith("loss_") for n in self.metric_names]
-            )
-            bad = ~torch.isfinite(vals)
-            if bool((bad & optimised).any()):
-                i = int((bad & optimised).any(dim=1).nonzero()[0])
-                step = window_start_step + i + 1
-                terms = ", ".join(
-                    f"{name}={float(vals[i, j])}"
-                    for j, name in enumerate(self.metric_names)
-                    if bool(bad[i, j])
-                )
-                raise NonFiniteLossError(
-                    f"non-finite loss at step {step} (epoch {step / self.steps_per_epoch:.2f}): "
-                    f"{terms}"
-                )
-            now = time.monotonic()
-            steps = self.step - window_start_step
-            row: dict[str, Any] = {
-                "step": self.step,
-                "epoch": round(self.step / self.steps_per_epoch, 4),
-                "lr": lr_used,  # the rate of the last step of the window
-            }
-            for j, name in enumerate(self.metric_names):
-                row[name] = float(vals[:, j].mean())
-            count = float(probe[:, 0].sum())
-            for j, kind in enumerate(self.probe_kinds):
-                acc = float(probe[:, 1 + j].sum()) / count if count else ""
-                row[probe_column(kind)] = acc
-            row["images_per_sec"] = round(
-                steps * t.batch_size / max(now - window_start_time, 1e-9), 1
-            )
-            row["elapsed_s"] = round(now - start_time, 2)
-            if self.csv_header is None:
-                self.csv_header = list(row)
-            self._write_rows([row])
-            last_row = {k: v for k, v in row.items() if isinstance(v, int | float)}
-            if bar is not None:
-                post = {"loss": f"{row['loss']:.4f}", "img/s": f"{row['images_per_sec']:.0f}"}
-                for kind in self.probe_kinds:
-                    if row.get(probe_column(kind), "") != "":
-                        post[f"probe_{kind}"] = f"{row[probe_column(kind)]:.3f}"
-                bar.set_postfix(post, refresh=False)
-            rows_in_buf = 0
-            window_start_time = now
-            window_start_step = self.step
-
-        epoch_done = False
+    def fit(self) -> TrainResult:
+        """Train until the step limit, the epochs or the time budget; returns the result."""
+        start, first = time.monotonic(), self.step
+        self.method.train()
+        progress = Progress(self.progress and self.world.is_main, self.total_steps, self.step,
+                            (self.cfg.train.time_budget_minutes or 0) * 60 or None,
+                            self.cfg.name or self.cfg.method)  # fmt: skip
+        self.log.bar = progress.bar
+        stopped = None if self.step < self.total_steps else self._finished_reason()
         try:
-            while self.step < self.total_steps:
-                epoch = self.step // self.steps_per_epoch
-                if self.step % self.steps_per_epoch == 0:
-                    self.loader.set_epoch(epoch)
-                batches = 0
-                for images, labels in self.loader:
-                    batches += 1
-                    if t.channels_last:
-                        images = images.contiguous(memory_format=torch.channels_last)
-                    with autocast_context(self.precision, dev):
-                        out = method.training_losses(images)
-                    if "loss" not in out:
-                        raise ValueError("training_losses() must return a dict with a 'loss' entry")
-                    loss = out["loss"]
-                    aux_loss = out.get("aux_loss")
-                    self.optimizer.zero_grad(set_to_none=True)
-                    if self.aux_optimizer is not None:
-                        self.aux_optimizer.zero_grad(set_to_none=True)
-                    torch.autograd.backward(
-                        self.scaler.scale(loss),
-                        inputs=self.main_params,
-                        retain_graph=aux_loss is not None,
-                    )
-                    if aux_loss is not None and self.aux_optimizer is not None:
-                        torch.autograd.backward(self.scaler.scale(aux_loss), inputs=self.aux_params)
-                    if t.grad_clip:
-                        self.scaler.unscale_(self.optimizer)
-                        nn.utils.clip_grad_norm_(self.main_params, t.grad_clip, foreach=True)
-                    self.scaler.step(self.optimizer)
-                    if self.aux_optimizer is not None and aux_loss is not None:
-                        self.scaler.step(self.aux_optimizer)
-                    self.scaler.update()
-                    lr_used = self.optimizer.param_groups[0]["lr"]
-                    self.scheduler.step()
-
-                    # logged scalars -> device buffer (no sync)
-                    scalars = {
-                        k: v
-                        for k, v in out.items()
-                        if k != "features"
-                        and (not torch.is_tensor(v) or v.numel() == 1)
-                        and isinstance(v, torch.Tensor | float | int)
-                    }
-                    if self.metric_names is None:
-                        rest = sorted(k for k in scalars if k not in ("loss", "aux_loss"))
-                        head = [k for k in ("loss", "aux_loss") if k in scalars]
-                        self.metric_names = head + rest
-                    if buf is None:
-                        n_names = len(self.metric_names)
-                        buf = torch.zeros(log_every, n_names, device=dev)
-                    if set(scalars) != set(self.metric_names):
-                        raise ValueError(
-                            f"training_losses() returned {sorted(scalars)} at step "
-                            f"{self.step + 1}, earlier {sorted(self.metric_names)}"
-                        )
-                    row_vals = [
-                        scalars[k].detach().float().reshape(())
-                        if torch.is_tensor(scalars[k])
-                        else torch.tensor(float(scalars[k]), device=dev)
-                        for k in self.metric_names
-                    ]
-                    buf[rows_in_buf] = torch.stack(row_vals)
-
-                    # online probe on detached features
-                    feats = out.get("features")
-                    if self.probe_kinds and feats is not None:
-                        feats = feats.detach().float().flatten(1)
-                        if self.probe is None:
-                            self._make_probe(feats.shape[1])
-                        valid = labels >= 0
-                        probe_buf[rows_in_buf, 0] = valid.sum().float()
-                        probe_loss = feats.new_zeros(())
-                        for j, kind in enumerate(self.probe_kinds):
-                            logits = self.probe[kind](feats)
-                            probe_loss = probe_loss + online_probe_loss(
-                                logits, labels, t.probe_clip, t.probe_logit_reg
-                            )
-                            correct = ((logits.detach().argmax(1) == labels) & valid).sum()
-                            probe_buf[rows_in_buf, 1 + j] = correct.float()
-                        self.probe_optimizer.zero_grad(set_to_none=True)
-                        probe_loss.backward()
-                        self.probe_optimizer.step()
-                    else:
-                        probe_buf[rows_in_buf].zero_()
-                    rows_in_buf += 1
-                    self.step += 1
-                    if bar is not None:
-                        bar.update(1)
-
-                    epoch_done = self.step % self.steps_per_epoch == 0
-                    now = time.monotonic()
-                    over_budget = budget is not None and now - start_time >= budget
-                    at_end = self.step >= self.total_steps
-                    due = (t.checkpoint_every and self.step % t.checkpoint_every == 0) or (
-                        t.checkpoint_minutes and now - last_ckpt_time >= 60 * t.checkpoint_minutes
-                    )
-                    keep = None
-                    if epoch_done and t.keep_every_epochs:
-                        e = self.step // self.steps_per_epoch
-                        if e % t.keep_every_epochs == 0:
-                            keep = f"epoch_{e:04d}.pt"
-                    if rows_in_buf == log_every or due or keep or at_end or over_budget:
-                        flush()
-                    if (due or keep) and not at_end and not over_budget:
-                        self.save_checkpoint(keep_as=keep)
-                        last_ckpt_time = time.monotonic()
-                    if at_end or over_budget:
-                        if at_end:
-                            full = self.step >= t.epochs * self.steps_per_epoch
-                            stopped = "completed" if full else "max_steps"
-                        else:
-                            stopped = "time_budget"
-                        self.save_checkpoint(keep_as=keep)
-                        break
-                if batches == 0:
-                    raise RuntimeError(f"the batch loader yielded no batch in epoch {epoch}")
-                if self.step >= self.total_steps or stopped == "time_budget":
-                    break
+            while stopped is None:
+                logged, probe_stats, lr = self.step_fn.run(self._batches(), self.step)
+                self.step += 1
+                self._record(logged, probe_stats)
+                progress.update()
+                stopped = self._after_step(lr, start, progress, self.step - first)
         except NonFiniteLossError as exc:
-            stopped = "nonfinite"
-            kept = (
-                f"the last good checkpoint {self.last_checkpoint.name} (step "
-                f"{self.last_checkpoint_step}) was kept"
-                if self.last_checkpoint is not None
-                else "no checkpoint had been written yet"
-            )
-            message = (
-                f"training stopped: {exc}; {kept}. Try a lower train.lr, train.grad_clip=1.0 "
-                "or train.precision=fp32"
-            )
-            self.log(message)
+            stopped, message = "nonfinite", self._nonfinite_message(exc)
         except KeyboardInterrupt:
-            if bar is not None:
-                bar.close()
-                self.log.bar = None
-            where = (
-                f"the last checkpoint is at step {self.last_checkpoint_step}; continue with "
-                f"'infomax train --resume {self.run_dir}'"
-                if self.last_checkpoint is not None
-                else "no checkpoint was written"
-            )
-            self.log(f"interrupted at step {self.step}; {where}")
+            progress.close()
+            self.log.bar = None
+            self.log(f"interrupted at step {self.step}; {self._where_to_continue()}")
             raise
         finally:
-            if bar is not None:
-                bar.close()
-                self.log.bar = None
-        if stopped == "running":  # nothing left to do (resumed a finished run)
-            stopped = "completed" if self.step >= t.epochs * self.steps_per_epoch else "max_steps"
+            progress.close()
+            self.log.bar = None
         if stopped != "nonfinite":
-            why = {
-                "completed": f"finished {t.epochs} epochs",
-                "max_steps": f"reached train.max_steps={t.max_steps}",
-                "time_budget": f"stopped by the time budget ({t.time_budget_minutes} min)",
-            }[stopped]
-            message = (
-                f"{why}: step {self.step} (epoch {self.step / self.steps_per_epoch:.2f}), "
-                f"{time.monotonic() - start_time:.1f} s; checkpoint {self.last_checkpoint}"
-            )
-            self.log(message)
+            message = self._summary(stopped, time.monotonic() - start)
+        self.log(message)
         self.plot()
         return TrainResult(
-            run_dir=self.run_dir,
-            step=self.step,
-            epoch=self.step / self.steps_per_epoch,
-            stopped=stopped,
-            message=message,
-            seconds=time.monotonic() - start_time,
-            last_metrics=last_row,
-            method=self.method,
-            checkpoint=self.last_checkpoint,
+            run_dir=self.run_dir, step=self.step, epoch=self.step / self.steps_per_epoch,
+            stopped=stopped, message=message, seconds=time.monotonic() - start,
+            last_metrics=self.last_row, method=self.method, checkpoint=self.checkpoints.last,
+            rank=self.world.rank,
+        )  # fmt: skip
+
+    # -- messages ------------------------------------------------------------------------------
+
+    def _finished_reason(self) -> str:
+        full = self.step >= self.cfg.train.epochs * self.steps_per_epoch
+        return "completed" if full else "max_steps"
+
+    def _summary(self, stopped: str, seconds: float) -> str:
+        t = self.cfg.train
+        why = {
+            "completed": f"finished {t.epochs} epochs",
+            "max_steps": f"reached train.max_steps={t.max_steps}",
+            "time_budget": f"stopped by the time budget ({t.time_budget_minutes} min)",
+        }[stopped]
+        return (
+            f"{why}: step {self.step} (epoch {self.step / self.steps_per_epoch:.2f}), "
+            f"{seconds:.1f} s; checkpoint {self.checkpoints.last}"
         )
+
+    def _nonfinite_message(self, exc: Exception) -> str:
+        last = self.checkpoints.last
+        kept = (
+            f"the last good checkpoint {last.name} (step {self.checkpoints.last_step}) was kept"
+            if last is not None
+            else "no checkpoint had been written yet"
+        )
+        return (
+            f"training stopped: {exc}; {kept}. Try a lower train.lr, train.grad_clip=1.0 or "
+            "train.precision=fp32"
+        )
+
+    def _where_to_continue(self) -> str:
+        if self.checkpoints.last is None:
+            return "no checkpoint was written"
+        return (
+            f"the last checkpoint is at step {self.checkpoints.last_step}; continue with "
+            f"'infomax train --resume {self.run_dir}'"
+        )
+
+
+def _check_images(train_set: Any, batch_size: int) -> tuple[int, int]:
+    images = train_set.images
+    if images.ndim != 4 or images.dtype != torch.uint8:
+        raise ValueError(
+            f"training images must be a uint8 tensor (N, C, H, W), got {images.dtype} "
+            f"{tuple(images.shape)}"
+        )
+    if len(images) < batch_size:
+        raise ValueError(
+            f"the training set has {len(images)} images, fewer than train.batch_size="
+            f"{batch_size}; lower the batch size or use more data"
+        )
+    return int(images.shape[1]), int(images.shape[-1])
+
+
+def _postfix(row: dict[str, Any], probes: OnlineProbes) -> dict[str, str]:
+    post = {"loss": f"{row['loss']:.4f}", "img/s": f"{row['images_per_sec']:.0f}"}
+    for kind, col in zip(probes.kinds, probes.columns):
+        if row.get(col, "") != "":
+            post[f"probe_{kind}"] = f"{row[col]:.3f}"
+    return post
 
 
 # ----------------------------------------------------------------------------------------------
@@ -813,12 +419,15 @@ def run_meta(cfg: Config, trainer: Trainer | None = None) -> dict[str, Any]:
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     if trainer is not None:
+        derived = {f"model.{k}": v for k, v in trainer.model_kwargs.items() if k not in cfg.model}
         meta.update(
             device=str(trainer.device),
             precision=trainer.precision,
+            processes=trainer.world.world_size,
             train_images=len(trainer.train_set.images),
             image_shape=list(trainer.train_set.images.shape[1:]),
             steps_per_epoch=trainer.steps_per_epoch,
+            derived=derived,
         )
     return meta
 
@@ -837,7 +446,11 @@ def resume_config(
         base = read_yaml(Path(run_dir) / CONFIG_FILE)
         base.pop("meta", None)
         new = load_config(None, overrides, base=base)
-    for key in ("mean", "std"):  # filled from the dataset when the run started
+    return _continue_config(run_dir, old, new)
+
+
+def _continue_config(run_dir: str | os.PathLike, old: Config, new: Config) -> Config:
+    for key in ("mean", "std"):  # runs made before derived values stayed out of the config
         if key in old.model and key not in new.model:
             new.model[key] = old.model[key]
     diffs = config_differences(old, new, ignore=RESUMABLE_KEYS)
@@ -866,35 +479,50 @@ def train(
     """Train ``cfg`` in a fresh run folder, or continue the run folder ``resume``.
 
     A fresh folder is ``run_dir`` if given (it must be empty or absent), else
-    ``cfg.run_dir/cfg.name`` with a ``-2``, ``-3`` ... suffix if that name is taken.
+    ``cfg.run_dir/cfg.name`` with a ``-2``, ``-3`` ... suffix if that name is taken. Under
+    ``torchrun`` (several processes, or restarts) ``run_dir`` must be given, and a ``run_dir``
+    that holds a checkpoint is continued: a worker restarted after a failure resumes the run
+    instead of starting another. The main process decides and tells the others.
     """
-    if resume is not None:
-        folder = Path(resume)
-        if not (folder / CONFIG_FILE).is_file():
-            raise FileNotFoundError(f"cannot resume {str(folder)!r}: it has no {CONFIG_FILE}")
+    from infomax.training.launch import prepare_run
+
+    world = World.from_env()
+    distributed.init(training_device(cfg.train.device, world), world)
+    folder, resuming, cfg = prepare_run(cfg, run_dir, resume)
+    try:
         trainer = Trainer(
-            cfg, folder, resume=True, train_set=train_set, progress=progress, echo=echo
+            cfg, folder, resume=resuming, train_set=train_set, progress=progress, echo=echo
         )
-        meta = read_yaml(folder / CONFIG_FILE).get("meta") or {}
-        resumed = list(meta.get("resumed", []))
-        resumed.append({"step": trainer.step, "at": time.strftime("%Y-%m-%dT%H:%M:%S")})
-        meta.update(resumed=resumed)
-        save_config(cfg, folder / CONFIG_FILE, meta)
-        trainer.log(f"resumed {folder} at step {trainer.step} of {trainer.total_steps}")
-    else:
-        folder = create_run_dir(cfg, run_dir)
-        try:
-            trainer = Trainer(cfg, folder, train_set=train_set, progress=progress, echo=echo)
-        except BaseException:
-            if folder.is_dir() and all(p.name == LOG_FILE for p in folder.iterdir()):
+    except BaseException:
+        if world.is_main and not resuming and folder.is_dir():
+            if all(p.name == LOG_FILE for p in folder.iterdir()):
                 shutil.rmtree(folder)  # nothing useful was written: leave no empty run behind
-            raise
-        save_config(cfg, folder / CONFIG_FILE, run_meta(cfg, trainer))
-        trainer.log(
-            f"run folder {folder}: {cfg.method} on {cfg.data.dataset} "
-            f"({len(trainer.train_set.images)} images), {trainer.total_steps} steps, "
-            f"device {trainer.device}, precision {trainer.precision}"
-        )
+        raise
+    _record_start(trainer, cfg, folder, resuming)
     if callback is not None:
         callback(trainer)
     return trainer.fit()
+
+
+def _record_start(trainer: Trainer, cfg: Config, folder: Path, resuming: bool) -> None:
+    """config.yaml (the user's config, and what was derived, under ``meta``) and the first log
+    line; main process only."""
+    if not trainer.world.is_main:
+        return
+    if resuming:
+        meta = read_yaml(folder / CONFIG_FILE).get("meta") or {}
+        resumed = list(meta.get("resumed", []))
+        resumed.append({"step": trainer.step, "at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                        "processes": trainer.world.world_size})  # fmt: skip
+        meta.update(resumed=resumed)
+        save_config(cfg, folder / CONFIG_FILE, meta)
+        trainer.log(f"resumed {folder} at step {trainer.step} of {trainer.total_steps}")
+        return
+    save_config(cfg, folder / CONFIG_FILE, run_meta(cfg, trainer))
+    procs = trainer.world.world_size
+    trainer.log(
+        f"run folder {folder}: {cfg.method} on {cfg.data.dataset} "
+        f"({len(trainer.train_set.images)} images), {trainer.total_steps} steps, "
+        f"device {trainer.device}, precision {trainer.precision}"
+        + (f", {procs} processes" if procs > 1 else "")
+    )
