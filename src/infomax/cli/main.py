@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "search": "infomax.cli.search",
     "serve": "infomax.cli.serve",
     "mi": "infomax.cli.mi",
+    "ica": "infomax.cli.ica",
 }
 
 
