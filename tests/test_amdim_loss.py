@@ -18,14 +18,6 @@ from infomax.objectives.amdim import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _loop_nce(r_src, r_trg, tclip, reg_weight):
     """The formula written out: every positive against itself plus its row's negatives."""
     n, d = r_src.shape

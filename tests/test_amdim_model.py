@@ -10,15 +10,6 @@ from infomax.models import create_encoder, list_encoders
 from infomax.models.amdim import AMDIMEncoder, ConvResBlock, ConvResNxN, FakeRKHSHead, StemConv
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small forwards: one thread avoids oversubscription on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _shapes(taps: dict[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in taps.items()}
 

@@ -17,14 +17,6 @@ from infomax.training.config import load_config, save_config
 from infomax.training.runs import CHECKPOINT_FORMAT, CONFIG_FILE, LAST_CHECKPOINT
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 class TinyMethod(nn.Module):
     """The method protocol's evaluation side: ``features`` and ``encoder.probe_taps``."""
 
@@ -70,30 +62,65 @@ def fake_run(tmp_path, monkeypatch):
 
 
 def test_eval_writes_results_and_reuses_the_cache(fake_run, capsys):
-    argv = ["eval", str(fake_run), "--epochs", "3", "--knn-k", "10", "--device", "cpu"]
+    argv = ["eval", str(fake_run), "--epochs", "3", "--knn-k", "10", "--device", "cpu",
+            "--probes", "linear", "mlp200"]  # fmt: skip
     assert main(argv) == 0
     out, err = capsys.readouterr()
-    assert "conv" in out and "kNN k=10" in out and "mlp (train)" in out
+    assert "conv" in out and "kNN k=10" in out and "mlp200" in out
     res = json.loads((fake_run / "eval" / "results.json").read_text())
-    assert res["checkpoint"].endswith(LAST_CHECKPOINT) and res["timestamp"]
-    assert set(res["taps"]) == {"conv", "y"}
-    assert set(res["taps"]["y"]) == {"dim", "linear", "mlp", "knn"}
-    assert res["num_train"] == 150 and res["num_test"] == 60
-    assert res["taps"]["conv"]["knn"]["test_acc"] > 0.9
-    assert res["settings"]["probe_epochs"] == 3
+    assert res["format"] == 2 and res["checkpoint"].endswith(LAST_CHECKPOINT) and res["timestamp"]
+    trained = res["models"]["trained"]
+    assert set(trained["taps"]) == {"conv", "y"}
+    assert set(trained["taps"]["y"]) == {"dim", "linear", "mlp200", "knn"}
+    assert trained["num_train"] == 150 and trained["num_test"] == 60
+    assert trained["taps"]["conv"]["knn"]["test_acc"] > 0.9
+    assert trained["settings"]["probe_epochs"] == 3 and res["settings"]["knn_k"] == 10
+    assert (fake_run / "eval" / "results.md").read_text().strip() == out.strip()
     assert list((fake_run / "eval" / "cache").glob("*.pt"))
     # second time: features from the cache, the earlier results kept under another name
-    assert main(argv + ["--json", "--taps", "y", "--probes", "linear"]) == 0
+    assert main(argv[:-3] + ["--json", "--taps", "y", "--probes", "linear"]) == 0
     out, err = capsys.readouterr()
-    res2 = json.loads(out)
+    res2 = json.loads(out)["models"]["trained"]
     assert set(res2["taps"]) == {"y"} and set(res2["taps"]["y"]) == {"dim", "linear", "knn"}
     assert err == ""
     kept = list((fake_run / "eval").glob("results-*.json"))
-    assert len(kept) == 1 and json.loads(kept[0].read_text())["settings"]["probes"] == [
-        "linear", "mlp"
-    ]  # fmt: skip
+    assert len(kept) == 1
+    assert json.loads(kept[0].read_text())["settings"]["probes"] == ["linear", "mlp200"]
+    # the run's own settings are the defaults: one linear probe, kNN k=200 (capped by the data)
     assert main(["eval", str(fake_run), "--probes", "--knn-k", "5", "--quiet"]) == 0
     assert "from the cache" not in capsys.readouterr().err  # quiet
+
+
+def test_eval_old_probe_name_and_compare_random(fake_run, capsys):
+    with pytest.warns(FutureWarning, match="mlp200"):
+        assert main(["eval", str(fake_run), "--probes", "mlp", "--epochs", "2", "--knn-k", "5",
+                     "--compare-random", "-q"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "mlp200 trained" in out and "mlp200 random" in out and "kNN k=5 random" in out
+    models = json.loads((fake_run / "eval" / "results.json").read_text())["models"]
+    assert set(models) == {"trained", "random"}
+    # the random model is the run's initialisation (seed of the run), not the trained weights
+    assert models["random"]["taps"]["y"]["knn"] != models["trained"]["taps"]["y"]["knn"] or (
+        models["random"]["taps"]["y"]["mlp200"] != models["trained"]["taps"]["y"]["mlp200"]
+    )
+
+
+def test_runs_evaluated_by_earlier_versions_still_open(fake_run, capsys):
+    """RUN/eval.json (after training, before the single evaluation) and RUN/eval/results.json of
+    version 1 are read and shown with today's table; the old probe name mlp becomes mlp200."""
+    one = {"taps": {"y": {"dim": 6, "linear": {"test_acc": 0.5, "train_acc": 0.6},
+                          "mlp": {"test_acc": 0.55, "train_acc": 0.7},
+                          "knn": {"test_acc": 0.4, "k": 20}}},
+           "num_train": 150, "num_test": 60, "num_classes": 3, "settings": {}}  # fmt: skip
+    (fake_run / "eval.json").write_text(json.dumps({"trained": one, "random": one}))
+    assert main(["eval", str(fake_run), "--show"]) == 0
+    out = capsys.readouterr().out
+    assert "mlp200 trained" in out and "kNN k=20 random" in out and "55.0" in out
+    (fake_run / "eval").mkdir()
+    (fake_run / "eval" / "results.json").write_text(json.dumps({"infomax_eval": 1, **one}))
+    assert main(["eval", str(fake_run), "--show"]) == 0
+    out = capsys.readouterr().out
+    assert "| mlp200 " in out and "random" not in out.split("\n")[0]
 
 
 def test_eval_errors(fake_run, tmp_path, capsys):
@@ -103,6 +130,25 @@ def test_eval_errors(fake_run, tmp_path, capsys):
     assert "no feature tap 'fc'" in capsys.readouterr().err
     assert main(["eval", str(fake_run), "--checkpoint", "epoch_0007.pt"]) == 2
     assert "no checkpoint" in capsys.readouterr().err
+    assert main(["eval", str(fake_run), "--probes", "svm"]) == 2
+    assert "unknown probe 'svm'" in capsys.readouterr().err
+    assert main(["eval", str(fake_run), "--show"]) == 2
+    assert "infomax eval" in capsys.readouterr().err
+
+
+def test_a_truncated_checkpoint_is_named_with_the_older_one_to_use(fake_run, capsys):
+    last = fake_run / LAST_CHECKPOINT
+    (fake_run / "epoch_0002.pt").write_bytes(last.read_bytes())
+    last.write_bytes(last.read_bytes()[:300])
+    for argv in (["eval", str(fake_run)], ["neighbors", str(fake_run)],
+                 ["embed", str(fake_run), "synthetic"]):  # fmt: skip
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "last.pt' is damaged" in err and "--checkpoint epoch_0002" in err, err
+    assert main(["eval", str(fake_run), "--checkpoint", "2", "--knn-k", "5", "-q"]) == 0
+    (fake_run / "epoch_0002.pt").unlink()
+    assert main(["eval", str(fake_run)]) == 2
+    assert "no other checkpoint" in capsys.readouterr().err
 
 
 def test_neighbors_writes_png(fake_run, tmp_path, capsys):
@@ -200,7 +246,7 @@ def test_end_to_end_after_two_training_steps(tmp_path, capsys, method, model, ta
     train(cfg, run_dir=run, progress=False, echo=False)
     capsys.readouterr()
     assert main(["eval", str(run), "--epochs", "2", "--knn-k", "5", "-q", "--device", "cpu"]) == 0
-    res = json.loads((run / "eval" / "results.json").read_text())
+    res = json.loads((run / "eval" / "results.json").read_text())["models"]["trained"]
     assert tap in res["taps"] and res["num_test"] == 32
     assert 0.0 <= res["taps"][tap]["linear"]["test_acc"] <= 1.0
     assert main(["neighbors", str(run), "-q", "--device", "cpu"]) == 0

@@ -91,17 +91,17 @@ def test_train_resume_and_evaluate(tmp_path, npz_data, capsys):
     out = capsys.readouterr().out
     assert "linear trained" in out and "linear random" in out and "kNN k=5 trained" in out
     assert load_checkpoint(run / "last.pt")["step"] == 6
-    for name in ("eval.json", "eval.md", "neighbors.png", "metrics.png"):
+    for name in ("eval/results.json", "eval/results.md", "eval/neighbors.png", "metrics.png"):
         assert (run / name).is_file(), name
+    # `infomax eval --show` reads what the evaluation after training wrote, with the same table
+    assert main(["eval", str(run), "--show"]) == 0
+    assert "linear trained" in capsys.readouterr().out
 
 
-def _preset_smoke_overrides(name: str, npz_data) -> list[str] | None:
+def _preset_smoke_overrides(name: str, npz_data) -> list[str]:
     raw = read_yaml(resolve_preset(name))
     method = raw.get("method", "dim")
-    try:
-        get_method_factory(method)
-    except ValueError:
-        return None
+    get_method_factory(method)  # a built-in method: a missing module fails the test
     model = raw.get("model") or {}
     encoder = str(model.get("encoder", ""))
     big = encoder.endswith("64") or encoder.endswith("128")
@@ -109,8 +109,7 @@ def _preset_smoke_overrides(name: str, npz_data) -> list[str] | None:
     tiny = f"{encoder}-tiny"
     from infomax.models import list_encoders
 
-    if tiny not in list_encoders():
-        return None
+    assert tiny in list_encoders(), f"every preset's encoder has a tiny variant; no {tiny}"
     out = [f"model.encoder={tiny}", f"data.dataset={npz_data[size]}", "data.image_size=null",
            "data.train_split=train", "eval.train_split=null", "eval.after_training=false",
            "train.batch_size=8", "--max-steps", "2", "train.precision=fp32"]  # fmt: skip
@@ -124,8 +123,6 @@ def _preset_smoke_overrides(name: str, npz_data) -> list[str] | None:
 @pytest.mark.parametrize("name", list_presets())
 def test_every_preset_trains_two_steps_with_a_tiny_encoder(name, tmp_path, npz_data):
     overrides = _preset_smoke_overrides(name, npz_data)
-    if overrides is None:
-        pytest.skip(f"the method or tiny encoder of {name} is not available yet")
     argv = ["train", "--quiet", "--config", name, "--device", "cpu", f"run_dir={tmp_path}"]
     assert main(argv + overrides) == 0
     ckpt = load_checkpoint(tmp_path / name / "last.pt")
@@ -140,20 +137,24 @@ def test_every_preset_trains_two_steps_with_a_tiny_encoder(name, tmp_path, npz_d
 
 @pytest.mark.slow
 def test_quickstart_end_to_end(tmp_path, capsys):
-    """`infomax train` with no arguments: trains, evaluates trained vs random, draws neighbours;
-    the trained encoder's linear probes beat its random initialisation on every tap, and so does
-    kNN on the code ``y`` (kNN on conv / fc is not better than random at this budget: docs/dim.md).
-    (Its wall time, about 2 minutes on 2 CPU cores, is reported in README.md, not asserted.)"""
-    import json
+    """`infomax train` with no arguments: trains a fixed number of steps, evaluates trained vs
+    random, draws neighbours; every figure of the printed table shows the trained encoder at
+    least 3 points ahead of its random initialisation, with a linear probe and kNN on the tap a
+    user would take (docs/dim.md has the numbers for seeds 0, 1, 2; the wall time, about 3
+    minutes on 2 idle CPU cores, is reported there, not asserted)."""
+    from infomax.training.report import read_results
 
     t0 = time.monotonic()
     assert main(["train", "--quiet", f"run_dir={tmp_path}"]) == 0
     seconds = time.monotonic() - t0
     run = tmp_path / "quickstart"
-    results = json.loads((run / "eval.json").read_text())
-    trained, random = results["trained"]["taps"], results["random"]["taps"]
-    for tap in ("conv", "fc", "y"):
-        assert trained[tap]["linear"]["test_acc"] > random[tap]["linear"]["test_acc"] + 0.05, tap
-    assert trained["y"]["knn"]["test_acc"] > random["y"]["knn"]["test_acc"] + 0.05
-    assert (run / "neighbors.png").is_file()
+    models = read_results(run)["models"]
+    trained, random = models["trained"]["taps"], models["random"]["taps"]
+    kinds = ("linear", "mlp200", "knn")
+    figures = [(tap, k) for tap, r in trained.items() for k in kinds if k in r]
+    assert {k for _, k in figures} >= {"linear", "knn"}
+    for tap, k in figures:
+        gain = trained[tap][k]["test_acc"] - random[tap][k]["test_acc"]
+        assert gain >= 0.03, (tap, k, gain)
+    assert (run / "eval" / "neighbors.png").is_file()
     print(f"quick start: {seconds:.0f} s")

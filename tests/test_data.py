@@ -21,15 +21,6 @@ from infomax.data import (
 from infomax.data.sources import _convert
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: one intra-op thread is as fast and avoids stalls on a busy CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def indexed_dataset(n: int) -> ArrayDataset:
     """Image i is filled with i % 256 and has label i: the label identifies the image."""
     images = (torch.arange(n) % 256).to(torch.uint8).view(n, 1, 1, 1).expand(n, 3, 4, 4)

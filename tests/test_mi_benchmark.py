@@ -57,7 +57,6 @@ def test_rho_gives_the_requested_mi(bench):
     ],
 )
 def test_short_staircase_low_mi(bench, estimator):
-    torch.set_num_threads(1)
     run = bench.train_staircase(
         estimator,
         "separable",
@@ -82,7 +81,6 @@ def test_short_staircase_low_mi(bench, estimator):
 
 
 def test_infonce_stays_under_log_batch_at_high_mi(bench):
-    torch.set_num_threads(1)
     run = bench.train_staircase(
         "infonce",
         "separable",

@@ -23,7 +23,7 @@ import argparse
 import re
 from pathlib import Path
 
-from infomax.cli.evaluate import add_run_arguments, eprint, load_split, open_run
+from infomax.cli.common import OpenRun, add_run_arguments, eprint
 
 HELP = "write the embeddings of a dataset (name, .npz or image folder) to .npy/.npz/.pt/.csv"
 
@@ -75,23 +75,25 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"{str(out)!r} exists; pass --force to replace it, or choose --out")
     if out.suffix.lower() == ".npy" and args.taps is not None and len(args.taps) != 1:
         raise ValueError(".npy holds one array: pass a single --taps TAP, or write .npz/.pt/.csv")
-    method, cfg, ckpt, device = open_run(args)
+    from infomax.training.report import load_split
+
+    opened = OpenRun(args)
     dataset = load_split(
-        cfg, args.split, data=args.data, image_size=args.image_size, checkpoint=ckpt
+        opened.cfg, args.split, data=args.data, image_size=args.image_size, build=opened.build
     )
     taps = args.taps
     if taps is None and out.suffix.lower() == ".npy":
         from infomax.evaluation import default_taps
 
-        default = default_taps(method) or ()
+        default = default_taps(opened.method) or ()
         if len(default) != 1:
             raise ValueError(
                 f".npy holds one array but the method has {len(default)} probe taps "
                 f"({', '.join(default)}): pass --taps TAP, or write .npz/.pt/.csv"
             )
     feats = extract_features(
-        method, dataset, taps=taps, batch_size=args.batch_size, device=device,
-        progress=not args.quiet, precision=args.precision,
+        opened.method, dataset, taps=taps, batch_size=opened.batch_size, device=opened.device,
+        progress=not args.quiet, precision=opened.precision,
     )  # fmt: skip
     write_embeddings(feats, dataset.labels, out, overwrite=args.force)
     if not args.quiet:

@@ -18,19 +18,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from infomax.cli.evaluate import (
-    CACHE_DIR,
-    EVAL_DIR,
-    add_run_arguments,
-    eprint,
-    load_split,
-    move_aside,
-    open_run,
-)
+from infomax.cli.common import OpenRun, add_run_arguments, eprint
 
 HELP = "draw a PNG grid of test images and their nearest neighbours in feature space"
 
-DEFAULT_FILE = "neighbors.png"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,7 +45,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--gallery", metavar="SPLIT",
         help="search the neighbours in this split instead of the queries' split",
     )  # fmt: skip
-    parser.add_argument("--seed", type=int, default=0, help="chooses the queries (default: 0)")
+    parser.add_argument(
+        "--seed", type=int, help="chooses the queries (default: the run's train.seed, as after "
+        "training)",
+    )  # fmt: skip
     parser.add_argument(
         "--data", metavar="DATASET",
         help="another dataset: a name, an .npz or an image folder (default: the run's)",
@@ -64,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--scale", type=int, help="integer upscaling of the images (default: cells >= 64 px)"
     )
     parser.add_argument(
-        "--out", "-o", metavar="PATH", help=f"the PNG to write (default: RUN/eval/{DEFAULT_FILE})"
+        "--out", "-o", metavar="PATH", help="the PNG to write (default: RUN/eval/neighbors.png)"
     )
     parser.add_argument("--force", action="store_true", help="replace an existing --out file")
     parser.add_argument("--no-cache", action="store_true", help="do not use RUN/eval/cache")
@@ -74,6 +68,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from infomax.evaluation import FeatureCache, neighbors_grid
+    from infomax.training.report import (
+        CACHE_DIR,
+        EVAL_DIR,
+        NEIGHBORS_PNG,
+        keep_previous,
+        load_split,
+    )
 
     if args.k < 1 or args.queries < 1:
         raise ValueError("--k and --queries must be at least 1")
@@ -86,26 +87,26 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--out {args.out!r}: the picture is a PNG; use a .png file name")
         if out.exists() and not args.force:
             raise ValueError(f"{args.out!r} exists; pass --force to replace it")
-    method, cfg, ckpt, device = open_run(args)
+    opened = OpenRun(args)
+    cfg = opened.cfg
     split = args.split or cfg.data.test_split
-    kw = dict(data=args.data, image_size=args.image_size, checkpoint=ckpt)
+    kw = dict(data=args.data, image_size=args.image_size, build=opened.build)
     dataset = load_split(cfg, split, **kw)
     gallery = None if args.gallery in (None, split) else load_split(cfg, args.gallery, **kw)
-    n_avail = len(dataset.images) - (1 if gallery is None else 0)
-    if gallery is not None:
-        n_avail = len(gallery.images)
+    n_avail = len(dataset.images) - 1 if gallery is None else len(gallery.images)
     if args.k > n_avail:
         raise ValueError(f"--k {args.k} is more than the {n_avail} images available as neighbours")
     if args.out is None:
-        out = run_dir / EVAL_DIR / DEFAULT_FILE
-        old = move_aside(out)
+        out = run_dir / EVAL_DIR / NEIGHBORS_PNG
+        old = keep_previous(out)
         if old is not None and not args.quiet:
             eprint(f"the previous picture was kept as {old}")
     cache = None if args.no_cache else FeatureCache(run_dir / EVAL_DIR / CACHE_DIR)
     grid = neighbors_grid(
-        method, dataset, out, n_queries=args.queries, k=args.k, metric=args.metric,
-        tap=args.tap, seed=args.seed, gallery=gallery, batch_size=args.batch_size,
-        device=device, cache=cache, checkpoint=ckpt, precision=args.precision, scale=args.scale,
+        opened.method, dataset, out, n_queries=args.queries, k=args.k, metric=args.metric,
+        tap=args.tap, seed=cfg.train.seed if args.seed is None else args.seed, gallery=gallery,
+        batch_size=opened.batch_size, device=opened.device, cache=cache,
+        checkpoint=opened.checkpoint, precision=opened.precision, scale=args.scale,
     )  # fmt: skip
     if not args.quiet:
         where = f"{split}" if gallery is None else f"{split} -> {args.gallery}"

@@ -18,6 +18,7 @@ from infomax.data.loader import BatchLoader
 from infomax.data.sources import (
     DATASETS,
     IMAGE_EXTENSIONS,
+    check_splits,
     decode_image,
     default_root,
     load_dataset,
@@ -35,6 +36,7 @@ __all__ = [
     "SYNTHETIC_CLASSES",
     "ArrayDataset",
     "BatchLoader",
+    "check_splits",
     "compute_stats",
     "dataset_stats",
     "decode_image",

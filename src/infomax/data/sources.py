@@ -1,4 +1,6 @@
-"""``load_dataset``: named datasets (torchvision, synthetic), ``.npz`` files, image folders.
+"""Where datasets come from: ``load_dataset`` reads named datasets (torchvision, synthetic),
+``.npz`` files and image folders; ``check_splits`` says early whether the splits a run needs are
+there. (Batching is :mod:`infomax.data.loader`.)
 
 Everything ends as an :class:`ArrayDataset` (uint8 ``(N, C, H, W)`` in memory). torchvision
 datasets are converted once and cached as ``<root>/<name>-<split>.npz`` so later loads skip the
@@ -23,6 +25,7 @@ from infomax.data.synthetic import SYNTHETIC_SPLITS, make_synthetic
 __all__ = [
     "DATASETS",
     "IMAGE_EXTENSIONS",
+    "check_splits",
     "decode_image",
     "load_dataset",
     "load_npz",
@@ -150,6 +153,51 @@ def load_dataset(
     raise ValueError(_valid_names_message(text))
 
 
+def _available_splits(name_or_path: str | os.PathLike, split: str) -> tuple[str, ...] | None:
+    """The splits a dataset offers (``None``: any split serves, e.g. a folder without split
+    sub-folders or an archive of one split), read without loading any image."""
+    text = os.fspath(name_or_path)
+    key = _ALIASES.get(text.lower(), text.lower())
+    path = Path(text).expanduser()
+    if key in DATASETS and not path.exists():
+        return tuple(SYNTHETIC_SPLITS) if key == "synthetic" else _TORCHVISION[key][1]
+    if path.is_dir():
+        subs = tuple(d.name for d in path.iterdir() if d.is_dir())
+        return None if split in subs or not {"train", "test"} & set(subs) else subs
+    if path.suffix.lower() == ".npz" and path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                files = z.files
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"cannot read {path} as an .npz archive: {exc}") from exc
+        splits = tuple(k[2:] for k in files if k.startswith("x_"))
+        return None if "images" in files and not splits else splits
+    return None  # a missing path: load_dataset names the problem
+
+
+def check_splits(
+    name_or_path: str | os.PathLike,
+    splits: Sequence[str],
+    root: str | os.PathLike | None = None,
+    fix: str = "choose one of its splits",
+) -> None:
+    """A ValueError naming the dataset, the missing split, the splits it has and ``fix`` when one
+    of ``splits`` is not in ``name_or_path``; reads only file names and archive indexes (call it
+    before training, so a run does not train fully and then fail at evaluation).
+
+    A folder of images without split sub-folders, and an archive of one split (``images``,
+    ``labels``), serve every split. ``root`` is accepted for the named datasets' signature.
+    """
+    del root  # named datasets: their splits are fixed, whatever the root holds
+    for split in dict.fromkeys(splits):
+        have = _available_splits(name_or_path, split)
+        if have is not None and split not in have:
+            listed = ", ".join(have) if have else "none"
+            raise ValueError(
+                f"{os.fspath(name_or_path)} has no split {split!r} (its splits: {listed}); {fix}"
+            )
+
+
 # ----------------------------------------------------------------------------------------------
 # synthetic
 
@@ -217,12 +265,28 @@ def _to_nchw(x: np.ndarray, where: str) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(x))
 
 
+def _images_layout(x: np.ndarray, where: str) -> torch.Tensor:
+    """The ``images`` array of an archive: the cache layout N x C x H x W, or N x H x W x C
+    (recognised by 1 or 3 channels last and not second), or N x H x W grayscale."""
+    if x.ndim == 4 and x.shape[1] not in (1, 3) and x.shape[-1] in (1, 3):
+        x = x.transpose(0, 3, 1, 2)
+    elif x.ndim == 3:
+        x = x[:, None]
+    elif x.ndim != 4 or x.shape[1] not in (1, 3):
+        raise ValueError(
+            f"{where} must be uint8 images N x C x H x W or N x H x W x C with 1 or 3 channels "
+            f"(or N x H x W), got shape {x.shape}"
+        )
+    return torch.from_numpy(np.ascontiguousarray(x))
+
+
 def load_npz(
     path: str | os.PathLike, split: str = "train", image_size: int | None = None
 ) -> ArrayDataset:
     """An ``.npz`` with ``x_<split>`` (uint8 N x H x W x C, or N x H x W) and ``y_<split>``
-    (optional; missing -> unlabeled), optional ``classes``; or the cache layout ``images``
-    (N x C x H x W), ``labels``, ``classes`` written by :meth:`ArrayDataset.save_npz`."""
+    (optional; missing -> unlabeled), optional ``classes``; or ``images`` (N x C x H x W, the
+    layout :meth:`ArrayDataset.save_npz` writes, or N x H x W x C), ``labels``, ``classes``: an
+    archive of one split, returned whatever ``split`` is asked for."""
     path = Path(path)
     try:
         archive = np.load(path, allow_pickle=False)
@@ -236,9 +300,7 @@ def load_npz(
             ykey = f"y_{split}"
             labels = torch.from_numpy(z[ykey].astype(np.int64)).flatten() if ykey in keys else None
         elif "images" in keys:
-            images = torch.from_numpy(np.ascontiguousarray(z["images"]))
-            if images.dim() == 3:
-                images = images[:, None]
+            images = _images_layout(z["images"], f"{path.name}:images")
             labels = torch.from_numpy(z["labels"].astype(np.int64)) if "labels" in keys else None
         else:
             splits = sorted(k[2:] for k in keys if k.startswith("x_"))
@@ -333,8 +395,10 @@ def load_image_folder(
     it all images must have the same size.
     """
     folder = Path(folder).expanduser()
-    if split is not None and (folder / split).is_dir():
-        folder = folder / split
+    if split is not None:
+        check_splits(folder, [split])  # train/ and no test/: no silent use of the whole folder
+        if (folder / split).is_dir():
+            folder = folder / split
     if not folder.is_dir():
         raise FileNotFoundError(f"no such folder: {folder}")
     class_dirs = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
@@ -364,9 +428,11 @@ def load_image_folder(
         for a, p in zip(arrays, files):
             by_size.setdefault(a.shape[:2], p)
         examples = ", ".join(f"{p.name} is {s[1]}x{s[0]}" for s, p in list(by_size.items())[:3])
+        n = min(min(s) for s in by_size)
         raise ValueError(
-            f"images in {folder} differ in size ({examples}): pass image_size (--image-size) to "
-            "resize and centre-crop them to one size"
+            f"images in {folder} differ in size ({examples}): resize and centre-crop them to one "
+            f"size, e.g. {n}x{n}: data.image_size={n} for infomax train, --image-size {n} for "
+            f"infomax eval / neighbors / embed, image_size={n} in Python"
         )
     images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
     return ArrayDataset(images, torch.tensor(labels, dtype=torch.int64), classes)
@@ -380,7 +446,8 @@ def _missing_message(name: str, split: str, root: Path, reason: str) -> str:
     cls, _, sub, url = _TORCHVISION[name]
     return (
         f"{name} (split {split!r}) is not available under {root}: {reason}. The torchvision files "
-        f"are expected in {root / sub}. To get them: run with --download (download=True), or "
+        f"are expected in {root / sub}. To get them: set data.download=true (infomax train; "
+        f"load_dataset(..., download=True) in Python), or "
         f"download {url} and extract it into {root}, or put an .npz with x_train, y_train, "
         f"x_test, y_test (uint8 N x H x W x C) at {root / (name + '.npz')}"
     )

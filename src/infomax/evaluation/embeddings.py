@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from infomax.runtime import atomic_write
+
 __all__ = ["EMBEDDING_FORMATS", "read_embeddings", "write_embeddings"]
 
 EMBEDDING_FORMATS = (".npy", ".npz", ".pt", ".csv")
@@ -77,34 +79,7 @@ def write_embeddings(
     if path.exists() and not overwrite:
         raise FileExistsError(f"{str(path)!r} exists; choose another file or allow overwriting")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{ext}")
-    try:
-        if ext == ".npy":
-            np.save(tmp, next(iter(arrays.values())))
-        elif ext == ".npz":
-            extra = {"labels": lab} if lab is not None else {}
-            np.savez(tmp, **arrays, **extra)
-        elif ext == ".pt":
-            obj = {"features": {t: torch.from_numpy(a) for t, a in arrays.items()}}
-            obj["labels"] = torch.from_numpy(lab) if lab is not None else None
-            torch.save(obj, tmp)
-        else:
-            cols = []
-            blocks = []
-            if lab is not None:
-                cols.append("label")
-                blocks.append(lab[:, None].astype(np.float64))
-            for tap, a in arrays.items():
-                cols += [f"{tap}_{j}" for j in range(a.shape[1])]
-                blocks.append(a.astype(np.float64))
-            table = np.concatenate(blocks, axis=1)
-            n_float = table.shape[1] - (lab is not None)
-            fmt = (["%d"] if lab is not None else []) + ["%.9g"] * n_float
-            np.savetxt(tmp, table, fmt=fmt, delimiter=",", header=",".join(cols), comments="")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    atomic_write(path, lambda tmp: _WRITERS[ext](tmp, arrays, lab))
     return path
 
 
@@ -142,3 +117,34 @@ def read_embeddings(path: str | os.PathLike) -> tuple[dict[str, Tensor], Tensor 
     return {
         t: torch.from_numpy(table[:, cols].astype(np.float32)) for t, cols in feats.items()
     }, labels
+
+
+def _save_npy(tmp: Path, arrays: dict[str, np.ndarray], lab: np.ndarray | None) -> None:
+    np.save(tmp, next(iter(arrays.values())))
+
+
+def _save_npz(tmp: Path, arrays: dict[str, np.ndarray], lab: np.ndarray | None) -> None:
+    np.savez(tmp, **arrays, **({"labels": lab} if lab is not None else {}))
+
+
+def _save_pt(tmp: Path, arrays: dict[str, np.ndarray], lab: np.ndarray | None) -> None:
+    obj = {"features": {t: torch.from_numpy(a) for t, a in arrays.items()}}
+    obj["labels"] = torch.from_numpy(lab) if lab is not None else None
+    torch.save(obj, tmp)
+
+
+def _save_csv(tmp: Path, arrays: dict[str, np.ndarray], lab: np.ndarray | None) -> None:
+    cols: list[str] = []
+    blocks = []
+    if lab is not None:
+        cols.append("label")
+        blocks.append(lab[:, None].astype(np.float64))
+    for tap, a in arrays.items():
+        cols += [f"{tap}_{j}" for j in range(a.shape[1])]
+        blocks.append(a.astype(np.float64))
+    table = np.concatenate(blocks, axis=1)
+    fmt = (["%d"] if lab is not None else []) + ["%.9g"] * (table.shape[1] - (lab is not None))
+    np.savetxt(tmp, table, fmt=fmt, delimiter=",", header=",".join(cols), comments="")
+
+
+_WRITERS = {".npy": _save_npy, ".npz": _save_npz, ".pt": _save_pt, ".csv": _save_csv}

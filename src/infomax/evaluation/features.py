@@ -27,60 +27,29 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-__all__ = [
-    "FeatureCache",
-    "default_taps",
-    "extract_features",
-    "resolve_device",
-    "autocast_dtype",
-]
+from infomax.runtime import (
+    PRECISIONS,
+    atomic_save,
+    atomic_write_text,
+    autocast,
+    resolve_device,
+    resolve_precision,
+)
 
-PRECISIONS = ("auto", "fp32", "float32", "bf16", "bfloat16")
+__all__ = ["FeatureCache", "default_taps", "extract_features", "method_device"]
 
 # bump when the way features are computed changes, so old cache entries are not reused
 _CACHE_VERSION = 1
 
 
-def resolve_device(
-    device: str | torch.device | None, module: nn.Module | None = None
-) -> torch.device:
-    """``None`` -> the device of ``module``'s parameters (cpu without any); ``"auto"`` -> cuda if
-    available, else cpu; anything else -> ``torch.device(device)``."""
-    if device is None:
-        if module is not None:
-            for p in module.parameters():
-                return p.device
-            for b in module.buffers():
-                return b.device
-        return torch.device("cpu")
-    if isinstance(device, str) and device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except RuntimeError as exc:
-        raise ValueError(f"unknown device {device!r}; use cpu, cuda, cuda:N, mps or auto") from exc
-
-
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``precision`` on ``device`` (``None``: plain float32).
-
-    ``auto`` means bf16 on CUDA and on CPUs with native bf16 (docs/architecture.md), else float32.
-    """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
-    if precision in ("fp32", "float32"):
-        return None
-    if precision in ("bf16", "bfloat16"):
-        return torch.bfloat16
-    if device.type == "cuda":
-        return torch.bfloat16
-    if device.type == "cpu":
-        try:
-            if torch.ops.mkldnn._is_mkldnn_bf16_supported():
-                return torch.bfloat16
-        except (AttributeError, RuntimeError):
-            pass
-    return None
+def method_device(method: nn.Module, device: str | torch.device | None = None) -> torch.device:
+    """``device`` as :func:`infomax.runtime.resolve_device` reads it (``auto``: CUDA, then MPS,
+    then CPU); ``None``: where ``method``'s parameters (or buffers) are, the CPU without any."""
+    if device is not None:
+        return resolve_device(device)
+    for t in (*method.parameters(), *method.buffers()):
+        return t.device
+    return torch.device("cpu")
 
 
 def default_taps(method: nn.Module) -> tuple[str, ...] | None:
@@ -175,7 +144,8 @@ def extract_features(
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     images = _dataset_images(dataset)
     wanted = _normalise_taps(taps, method)
-    dev = resolve_device(device, method)
+    dev = method_device(method, device)
+    precision = resolve_precision(precision, dev)  # the cache key names what actually ran
     if isinstance(cache, str | os.PathLike):
         cache = FeatureCache(cache)
 
@@ -225,7 +195,6 @@ def _compute(
     n = images.shape[0]
     if n == 0:
         raise ValueError("the dataset is empty: no features to extract")
-    amp = autocast_dtype(precision, dev)
     store = dev if out_device is None else torch.device(out_device)
     pin = store.type == "cpu" and dev.type == "cuda"
     method.to(dev)
@@ -242,10 +211,7 @@ def _compute(
             for start in starts:
                 stop = min(start + batch_size, n)
                 x = images[start:stop].to(dev, non_blocking=True)
-                ctx = contextlib.nullcontext()
-                if amp is not None:
-                    ctx = torch.autocast(dev.type, dtype=amp)
-                with ctx:
+                with autocast(precision, dev):
                     taps_out = _run_features(method, x)
                 if taps is None:
                     taps = tuple(taps_out)
@@ -345,7 +311,7 @@ class FeatureCache:
         digest = _hash_file(path)
         index[key] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "hash": digest}
         self.dir.mkdir(parents=True, exist_ok=True)
-        _atomic_write_text(index_path, json.dumps(index, indent=1))
+        atomic_write_text(index_path, json.dumps(index, indent=1))
         return digest
 
     def data_fingerprint(self, images: Tensor) -> str:
@@ -369,7 +335,7 @@ class FeatureCache:
         else:
             model_hash = "state-" + state_fingerprint(method)
         data_hash = self.data_fingerprint(images)
-        prec = {"float32": "fp32", "bfloat16": "bf16"}.get(precision, precision)
+        prec = PRECISIONS.get(precision, precision)
         out = {}
         for tap in taps:
             text = "|".join(
@@ -418,12 +384,10 @@ class FeatureCache:
         """Store ``features`` under ``key`` (atomically: a temporary file, then a rename)."""
         self.dir.mkdir(parents=True, exist_ok=True)
         p = self.path(key)
-        tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
-        torch.save(features.detach().cpu().contiguous(), tmp)
-        os.replace(tmp, p)
+        atomic_save(features.detach().cpu().contiguous(), p)
         info = dict(meta or {})
         info.update(shape=list(features.shape), created=time.strftime("%Y-%m-%dT%H:%M:%S"))
-        _atomic_write_text(p.with_suffix(".json"), json.dumps(info, indent=1))
+        atomic_write_text(p.with_suffix(".json"), json.dumps(info, indent=1))
         return p
 
     def entries(self) -> list[dict[str, Any]]:
@@ -464,8 +428,3 @@ class FeatureCache:
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
 
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)

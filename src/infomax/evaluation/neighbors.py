@@ -27,6 +27,7 @@ from infomax.evaluation.features import (
     extract_features,
 )
 from infomax.evaluation.knn import nearest_neighbors
+from infomax.runtime import atomic_write
 
 __all__ = ["NeighborsGrid", "grid_size", "neighbors_grid", "render_neighbors_grid"]
 
@@ -209,7 +210,5 @@ def neighbors_grid(
     )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
-    img.save(tmp, format="PNG")
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
     return NeighborsGrid(path, tap, query_indices, idx.cpu(), dist.cpu())

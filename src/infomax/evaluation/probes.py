@@ -15,7 +15,7 @@ its first linear layer could absorb: it changes the optimisation, not the functi
 Training runs on ``device`` with the features held there; minibatches are drawn with a seeded
 generator and no host-device synchronisation happens until the end of training.
 
->>> res = train_probe(train_x, train_y, test_x, test_y, kind="mlp")     # doctest: +SKIP
+>>> res = train_probe(train_x, train_y, test_x, test_y, kind="mlp200")     # doctest: +SKIP
 >>> res.test_acc                                                        # doctest: +SKIP
 0.7321
 """
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +37,7 @@ __all__ = [
     "DIM_REFERENCE_MLP",
     "PROBE_DEFAULTS",
     "PROBE_KINDS",
+    "probe_kind",
     "MIN_STEPS",
     "MLPProbe",
     "LinearProbe",
@@ -44,10 +46,10 @@ __all__ = [
     "train_probe",
 ]
 
-PROBE_KINDS = ("linear", "mlp")
-
-# cuda_graph=None: capture the probe's training step in a CUDA graph on CUDA devices
-_GRAPH_BY_DEFAULT = False
+#: offline probes: ``linear`` and ``mlp200``, Deep InfoMax's 200-unit MLP classifier (called
+#: ``mlp`` in earlier versions; AMDIM's 1024-unit MLP is one of the trainer's online probes)
+PROBE_KINDS = ("linear", "mlp200")
+_OLD_PROBE_NAMES = {"mlp": "mlp200"}
 
 # with the default epochs, small datasets train for more epochs to reach this many steps
 MIN_STEPS = 1000
@@ -55,12 +57,12 @@ MIN_STEPS = 1000
 # fast defaults on cached features (see the module docstring and docs/evaluation.md)
 PROBE_DEFAULTS: dict[str, dict[str, Any]] = {
     "linear": {"epochs": 30, "lr": 1e-3, "batch_size": 256, "weight_decay": 0.0},
-    "mlp": {"epochs": 30, "lr": 1e-3, "batch_size": 256, "weight_decay": 0.0},
+    "mlp200": {"epochs": 30, "lr": 1e-3, "batch_size": 256, "weight_decay": 0.0},
 }
 
 # the settings of the reference code (rdevon/DIM): Adam 1e-4, batch 64, MultiStepLR [50, 100]
 DIM_REFERENCE_MLP: dict[str, Any] = {
-    "kind": "mlp",
+    "kind": "mlp200",
     # the reference's total is not stated (its last milestone is epoch 100): 150 is our choice
     "epochs": 150,
     "lr": 1e-4,
@@ -107,13 +109,27 @@ class MLPProbe(nn.Module):
         return self.net(x)
 
 
+def probe_kind(name: str) -> str:
+    """The probe kind ``name`` means: one of :data:`PROBE_KINDS`; the old name ``mlp`` is
+    accepted with a :class:`FutureWarning` naming ``mlp200``. Anything else is a ValueError."""
+    if name in _OLD_PROBE_NAMES:
+        new = _OLD_PROBE_NAMES[name]
+        warnings.warn(
+            f"probe {name!r} is now called {new!r} (Deep InfoMax's 200-unit MLP probe); "
+            f"the old name still works", FutureWarning, stacklevel=3,
+        )  # fmt: skip
+        return new
+    if name not in PROBE_KINDS:
+        raise ValueError(f"unknown probe {name!r}; valid probes: {', '.join(PROBE_KINDS)}")
+    return name
+
+
 def build_probe(kind: str, in_features: int, num_classes: int) -> nn.Module:
-    """A probe of kind ``linear`` or ``mlp``."""
+    """A probe of kind ``linear`` or ``mlp200``."""
+    kind = probe_kind(kind)
     if kind == "linear":
         return LinearProbe(in_features, num_classes)
-    if kind == "mlp":
-        return MLPProbe(in_features, num_classes)
-    raise ValueError(f"unknown probe kind {kind!r}; valid kinds: {', '.join(PROBE_KINDS)}")
+    return MLPProbe(in_features, num_classes)
 
 
 @dataclass
@@ -180,58 +196,15 @@ def _labelled(x: Tensor, y: Tensor, name: str) -> tuple[Tensor, Tensor]:
     return x, y
 
 
-class _EagerStep:
+def _step(
+    model: nn.Module, opt: torch.optim.Optimizer, x: Tensor, y: Tensor, idx: Tensor
+) -> Tensor:
     """One optimiser step on the rows ``idx`` of the training features; returns the loss."""
-
-    def __init__(self, model: nn.Module, opt: torch.optim.Optimizer, x: Tensor, y: Tensor):
-        self.model, self.opt, self.x, self.y = model, opt, x, y
-
-    def __call__(self, idx: Tensor) -> Tensor:
-        loss = F.cross_entropy(self.model(self.x[idx]), self.y[idx])
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
-        return loss.detach()
-
-
-class _GraphStep:
-    """The same step captured once in a CUDA graph and replayed with new indices.
-
-    Capturing needs a few warm-up steps; their effect on the weights, BatchNorm statistics and
-    Adam moments is undone before capture, so training starts from the same initial state.
-    """
-
-    def __init__(
-        self, model: nn.Module, opt: torch.optim.Optimizer, x: Tensor, y: Tensor, batch: int
-    ):
-        self.idx = torch.arange(batch, device=x.device)
-        initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        side = torch.cuda.Stream(x.device)
-        side.wait_stream(torch.cuda.current_stream(x.device))
-        with torch.cuda.stream(side):
-            for _ in range(3):
-                opt.zero_grad(set_to_none=True)
-                F.cross_entropy(model(x[self.idx]), y[self.idx]).backward()
-                opt.step()
-        torch.cuda.current_stream(x.device).wait_stream(side)
-        with torch.no_grad():
-            for k, v in model.state_dict().items():
-                v.copy_(initial[k])
-            for state in opt.state.values():
-                for t in state.values():
-                    if isinstance(t, Tensor):
-                        t.zero_()
-        self.graph = torch.cuda.CUDAGraph()
-        opt.zero_grad(set_to_none=True)
-        with torch.cuda.graph(self.graph):
-            self.loss = F.cross_entropy(model(x[self.idx]), y[self.idx])
-            self.loss.backward()
-            opt.step()
-
-    def __call__(self, idx: Tensor) -> Tensor:
-        self.idx.copy_(idx)
-        self.graph.replay()
-        return self.loss.detach()
+    loss = F.cross_entropy(model(x[idx]), y[idx])
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.detach()
 
 
 def _accuracy(model: nn.Module, x: Tensor, y: Tensor, batch_size: int) -> Tensor:
@@ -242,6 +215,57 @@ def _accuracy(model: nn.Module, x: Tensor, y: Tensor, batch_size: int) -> Tensor
             logits = model(x[start : start + batch_size])
             correct += (logits.argmax(1) == y[start : start + batch_size]).sum()
     return correct.double() / max(1, x.shape[0])
+
+
+def _settings(
+    kind: str, epochs: int | None, lr: float | None, batch_size: int | None,
+    weight_decay: float | None,
+) -> tuple[int, bool, float, int, float]:
+    """``(epochs, default_epochs, lr, batch_size, weight_decay)`` with ``PROBE_DEFAULTS`` filled
+    in and the ranges checked."""
+    d = PROBE_DEFAULTS[kind]
+    default_epochs = epochs is None
+    epochs = d["epochs"] if epochs is None else int(epochs)
+    lr = d["lr"] if lr is None else float(lr)
+    batch_size = d["batch_size"] if batch_size is None else int(batch_size)
+    weight_decay = d["weight_decay"] if weight_decay is None else float(weight_decay)
+    if epochs < 1:
+        raise ValueError(f"epochs must be at least 1, got {epochs}")
+    if lr <= 0:
+        raise ValueError(f"lr must be positive, got {lr}")
+    if batch_size < 0:
+        raise ValueError(f"batch_size must be >= 0 (0: full batch), got {batch_size}")
+    return epochs, default_epochs, lr, batch_size, weight_decay
+
+
+def _standardiser(xtr: Tensor, standardize: bool) -> tuple[Tensor, Tensor]:
+    """Mean and std of the training features (zeros and ones when ``standardize`` is off)."""
+    if not standardize:
+        mean = torch.zeros((1, xtr.shape[1]), device=xtr.device)
+        return mean, torch.ones_like(mean)
+    mean = xtr.mean(0, keepdim=True)
+    std = xtr.std(0, keepdim=True).clamp_min(1e-6) if xtr.shape[0] > 1 else torch.ones_like(mean)
+    return mean, std
+
+
+def _fit(
+    model: nn.Module, opt: torch.optim.Optimizer, sched: Any, xtr: Tensor, ytr: Tensor,
+    epochs: int, bs: int, seed: int,
+) -> Tensor:
+    """Train for ``epochs`` epochs of ``len(xtr) // bs`` steps of exactly ``bs`` rows (a fresh
+    seeded permutation each epoch); returns the summed loss of the last epoch (on the device)."""
+    n = xtr.shape[0]
+    gen = torch.Generator(device=xtr.device)
+    gen.manual_seed(seed)
+    loss_sum = torch.zeros((), device=xtr.device)
+    for _ in range(epochs):
+        model.train()
+        perm = torch.randperm(n, device=xtr.device, generator=gen)
+        loss_sum = torch.zeros((), device=xtr.device)
+        for s in range(n // bs):
+            loss_sum += _step(model, opt, xtr, ytr, perm[s * bs : (s + 1) * bs])
+        sched.step()
+    return loss_sum
 
 
 def train_probe(
@@ -260,14 +284,14 @@ def train_probe(
     gamma: float = 0.1,
     num_classes: int | None = None,
     standardize: bool = True,
-    cuda_graph: bool | None = None,
 ) -> ProbeResult:
-    """Train a ``linear`` or ``mlp`` probe on fixed features and report train / test accuracy.
+    """Train a ``linear`` or ``mlp200`` probe on fixed features; report train / test accuracy.
 
     Args:
         train_x, test_x: features ``(N, D)`` (higher dimensions are flattened); detached.
         train_y, test_y: int labels ``(N,)``; rows labelled -1 (unlabeled) are dropped.
-        kind: ``linear`` (one linear layer) or ``mlp`` (the DIM 200-unit classifier).
+        kind: ``linear`` (one linear layer) or ``mlp200`` (the DIM 200-unit classifier; the old
+            name ``mlp`` still works).
         epochs, lr, batch_size, weight_decay: ``None`` takes ``PROBE_DEFAULTS[kind]``
             (default epochs are raised until training makes at least ``MIN_STEPS`` steps);
             ``batch_size=0`` trains full-batch.
@@ -277,32 +301,18 @@ def train_probe(
             MultiStepLR, as in the reference); ``None``: at 60% and 85% of ``epochs``.
         num_classes: ``None``: ``1 + max label``.
         standardize: standardise features with the training mean and std.
-        cuda_graph: replay one captured CUDA graph per training step (``None``: off for now,
-            until measured). A step of these small probes costs far more in Python and kernel
-            launches than on the GPU (an H100 spent 0.2 ms of each 1.5 ms MLP step); the graph
-            removes that.
 
     Each epoch draws a fresh permutation and makes ``N // batch_size`` steps of exactly
-    ``batch_size`` samples (the few left over take part in later epochs).
+    ``batch_size`` samples (the few left over take part in later epochs; never a BatchNorm batch
+    of one).
 
     Returns:
         a :class:`ProbeResult`; accuracies are measured in eval mode after training.
     """
-    if kind not in PROBE_KINDS:
-        raise ValueError(f"unknown probe kind {kind!r}; valid kinds: {', '.join(PROBE_KINDS)}")
-    d = PROBE_DEFAULTS[kind]
-    default_epochs = epochs is None
-    epochs = d["epochs"] if epochs is None else int(epochs)
-    lr = d["lr"] if lr is None else float(lr)
-    batch_size = d["batch_size"] if batch_size is None else int(batch_size)
-    weight_decay = d["weight_decay"] if weight_decay is None else float(weight_decay)
-    if epochs < 1:
-        raise ValueError(f"epochs must be at least 1, got {epochs}")
-    if lr <= 0:
-        raise ValueError(f"lr must be positive, got {lr}")
-    if batch_size < 0:
-        raise ValueError(f"batch_size must be >= 0 (0: full batch), got {batch_size}")
-
+    kind = probe_kind(kind)
+    epochs, default_epochs, lr, batch_size, weight_decay = _settings(
+        kind, epochs, lr, batch_size, weight_decay
+    )
     dev = torch.device(device) if device is not None else train_x.device
     t0 = time.perf_counter()
     train_x, train_y = _labelled(train_x, train_y, "train")
@@ -311,82 +321,34 @@ def train_probe(
         raise ValueError(
             f"train features have {train_x.shape[1]} columns but test features {test_x.shape[1]}"
         )
-    xtr = train_x.to(dev, torch.float32)
-    xte = test_x.to(dev, torch.float32)
-    ytr = train_y.to(dev)
-    yte = test_y.to(dev)
+    xtr, xte = train_x.to(dev, torch.float32), test_x.to(dev, torch.float32)
+    ytr, yte = train_y.to(dev), test_y.to(dev)
     if num_classes is None:
         num_classes = int(max(int(train_y.max()), int(test_y.max()))) + 1
-    if standardize:
-        mean = xtr.mean(0, keepdim=True)
-        std = torch.ones_like(mean)
-        if xtr.shape[0] > 1:
-            std = xtr.std(0, keepdim=True).clamp_min(1e-6)
-    else:
-        mean = torch.zeros((1, xtr.shape[1]), device=dev)
-        std = torch.ones_like(mean)
-    xtr = (xtr - mean) / std
-    xte = (xte - mean) / std
+    mean, std = _standardiser(xtr, standardize)
+    xtr, xte = (xtr - mean) / std, (xte - mean) / std
 
     n = xtr.shape[0]
     bs = n if batch_size == 0 or batch_size >= n else batch_size
-    # every step sees exactly bs samples (a fresh permutation each epoch; the n % bs left over
-    # wait for the next epoch): one shape for CUDA graphs, and never a BatchNorm batch of one
-    steps_per_epoch = n // bs
-    use_graph = _GRAPH_BY_DEFAULT and dev.type == "cuda" if cuda_graph is None else cuda_graph
-    if use_graph and dev.type != "cuda":
-        raise ValueError("cuda_graph=True needs a CUDA device")
     if default_epochs:
-        epochs = max(epochs, math.ceil(MIN_STEPS / steps_per_epoch))
+        epochs = max(epochs, math.ceil(MIN_STEPS / (n // bs)))
     if milestones is None:
         milestones = sorted({m for m in (math.ceil(0.6 * epochs), math.ceil(0.85 * epochs))
                              if 0 < m < epochs})  # fmt: skip
     milestones = tuple(int(m) for m in milestones)
 
-    cuda_devices = [dev] if dev.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda_devices):
+    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
         torch.manual_seed(seed)
         model = build_probe(kind, xtr.shape[1], num_classes).to(dev)
-        model.train()
-        if use_graph:  # a tensor learning rate, so the captured step sees the schedule
-            opt = torch.optim.Adam(
-                model.parameters(), lr=torch.tensor(lr, device=dev), weight_decay=weight_decay,
-                capturable=True,
-            )  # fmt: skip
-            step = _GraphStep(model, opt, xtr, ytr, bs)
-        else:
-            opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-            step = _EagerStep(model, opt, xtr, ytr)
+        opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
         sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(milestones), gamma=gamma)
-        gen = torch.Generator(device=dev)
-        gen.manual_seed(seed)
-        loss_sum = torch.zeros((), device=dev)
-        for _ in range(epochs):
-            model.train()
-            perm = torch.randperm(n, device=dev, generator=gen)
-            loss_sum = torch.zeros((), device=dev)
-            for s in range(steps_per_epoch):
-                loss_sum += step(perm[s * bs : (s + 1) * bs])
-            sched.step()
-        eval_bs = max(bs, 4096)
-        train_acc = _accuracy(model, xtr, ytr, eval_bs)
-        test_acc = _accuracy(model, xte, yte, eval_bs)
+        loss_sum = _fit(model, opt, sched, xtr, ytr, epochs, bs, seed)
+        train_acc = _accuracy(model, xtr, ytr, max(bs, 4096))
+        test_acc = _accuracy(model, xte, yte, max(bs, 4096))
     return ProbeResult(
-        kind=kind,
-        train_acc=float(train_acc),
-        test_acc=float(test_acc),
-        train_loss=float(loss_sum) / steps_per_epoch,
-        epochs=epochs,
-        lr=lr,
-        batch_size=bs,
-        weight_decay=weight_decay,
-        milestones=milestones,
-        num_train=n,
-        num_test=int(xte.shape[0]),
-        num_features=int(xtr.shape[1]),
-        num_classes=num_classes,
-        seconds=time.perf_counter() - t0,
-        probe=model,
-        mean=mean,
-        std=std,
-    )
+        kind=kind, train_acc=float(train_acc), test_acc=float(test_acc),
+        train_loss=float(loss_sum) / (n // bs), epochs=epochs, lr=lr, batch_size=bs,
+        weight_decay=weight_decay, milestones=milestones, num_train=n,
+        num_test=int(xte.shape[0]), num_features=int(xtr.shape[1]), num_classes=num_classes,
+        seconds=time.perf_counter() - t0, probe=model, mean=mean, std=std,
+    )  # fmt: skip

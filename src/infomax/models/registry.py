@@ -1,7 +1,8 @@
 """A registry of encoders: ``create_encoder(name, **kwargs)`` and ``list_encoders()``.
 
 Encoders register themselves with :func:`register_encoder`; the built-in ones live in the modules
-listed in ``_BUILTIN_MODULES`` and are imported on first use, so importing this module is cheap.
+listed in ``_BUILTIN_MODULES`` and are imported on first use (unconditionally: a renamed module
+fails loudly), so importing this module is cheap.
 
 >>> enc = create_encoder("dim32")            # doctest: +SKIP
 >>> taps = enc(torch.randn(2, 3, 32, 32))    # doctest: +SKIP
@@ -40,12 +41,8 @@ def _load_builtins() -> None:
     global _loaded
     if _loaded:
         return
-    for module_name in _BUILTIN_MODULES:
-        try:
-            importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
+    for module_name in _BUILTIN_MODULES:  # a missing built-in module is a bug: no try/except
+        importlib.import_module(module_name)
     _loaded = True
 
 
