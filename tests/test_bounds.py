@@ -113,11 +113,11 @@ def test_against_reference_formulas(name, s, mask):
     jb = B.jsd_bound(s, mask)
     assert -jb.loss.item() == pytest.approx(ref_jsd(s, mask), abs=1e-5)
     assert B.jsd_lower_bound(s, mask).item() == pytest.approx(ref_jsd(s, mask), abs=1e-5)
-    assert jb.mi.item() == pytest.approx(ref_nwj(s + 1.0, mask), abs=1e-5)
+    assert jb.mi.item() == pytest.approx(ref_dv(s, mask), abs=1e-5)  # the DV value
     for clip in (0.5, 5.0):
         sm = B.smile_bound(s, mask, clip=clip)
         assert sm.mi.item() == pytest.approx(ref_smile(s, mask, clip), abs=1e-5)
-    mb, ema = B.mine_bound(s, mask)
+    mb = B.mine_bound(s, mask)
     assert mb.mi.item() == pytest.approx(ref_dv(s, mask), abs=1e-5)
     assert mb.loss.item() == pytest.approx(-ref_dv(s, mask), abs=1e-5)
 
@@ -128,8 +128,6 @@ def test_none_mask_equals_explicit_eye(name):
     fn = B.get_bound(name)
     for s in (torch.randn(7, 7, generator=g), torch.randn(4, 4, 5, generator=g)):
         a, b = fn(s), fn(s, _eye_mask(s))
-        if name == "mine":
-            a, b = a[0], b[0]
         torch.testing.assert_close(a.mi, b.mi)
         torch.testing.assert_close(a.loss, b.loss)
 
@@ -149,7 +147,7 @@ def test_closed_forms_scaled_identity(n, c):
     assert B.nwj_bound(s).mi.item() == pytest.approx(c - math.exp(-1), abs=1e-5)
     js = 2 * math.log(2) - math.log1p(math.exp(-c)) - math.log(2)
     assert B.jsd_lower_bound(s).item() == pytest.approx(js, abs=1e-5)
-    assert B.jsd_bound(s).mi.item() == pytest.approx(1 + c - 1, abs=1e-5)
+    assert B.jsd_bound(s).mi.item() == pytest.approx(c, abs=1e-5)  # the DV value
     assert B.smile_bound(s, clip=2.0).mi.item() == pytest.approx(c, abs=1e-5)
 
 
@@ -182,7 +180,7 @@ def test_optimal_critic_recovers_true_mi(dim, mi_true):
     assert B.nwj_bound(t + 1.0).mi.item() == pytest.approx(mi_true, abs=tol)
     assert B.jsd_bound(t).mi.item() == pytest.approx(mi_true, abs=tol)
     assert B.smile_bound(t, clip=5.0).mi.item() == pytest.approx(mi_true, abs=tol)
-    assert B.mine_bound(t)[0].mi.item() == pytest.approx(mi_true, abs=tol)
+    assert B.mine_bound(t).mi.item() == pytest.approx(mi_true, abs=tol)
     # InfoNCE with N = 2000 >> e^MI: small downward bias
     nce = B.infonce(t).mi.item()
     assert nce == pytest.approx(mi_true, abs=tol)
@@ -226,20 +224,18 @@ def test_huge_scores_no_nan(scale):
     for name in B.BOUND_NAMES:
         s = (scale * base).requires_grad_(True)
         out = B.get_bound(name)(s)
-        if name == "mine":
-            out = out[0]
         out.loss.backward()
         assert not torch.isnan(out.mi), name
         assert not torch.isnan(out.loss), name
         assert torch.isfinite(out.loss) or name == "nwj", name
-        if name in ("infonce", "dv", "smile", "mine"):
+        if name in ("infonce", "dv", "smile", "mine", "jsd"):
             assert torch.isfinite(out.mi), name
         if name != "nwj":
             assert torch.isfinite(s.grad).all(), name
         else:
             assert torch.isfinite(s.grad[torch.eye(16, dtype=torch.bool)]).all()
-        # NWJ and the NWJ value reported by the JS bound need exp(log E_neg[e^T]): -inf (not
-        # NaN) once that overflows float32, as documented.
+        # NWJ needs exp(log E_neg[e^T]): -inf (not NaN) once that overflows float32, as
+        # documented; the JS bound reports the DV value, finite for finite scores.
 
 
 @pytest.mark.parametrize("name", B.BOUND_NAMES)
@@ -248,8 +244,7 @@ def test_gradients_finite(name):
     for shape, mask in (((6, 6), None), ((4, 4, 3), None), ((5, 7), CASES[2][2])):
         s = torch.randn(*shape, generator=g).requires_grad_(True)
         out = B.get_bound(name)(s, mask)
-        if name == "mine":
-            out = out[0]
+        assert isinstance(out, B.Bound)
         assert out.mi.dtype == torch.float32 and out.mi.shape == ()
         assert out.loss.shape == ()
         out.loss.backward()
@@ -268,16 +263,12 @@ def test_bf16_autocast_float32_output(name):
         assert s16.dtype == torch.bfloat16
         out = fn(s16)
     ref = fn((a @ b.T).float())
-    if name == "mine":
-        out, ref = out[0], ref[0]
     assert out.mi.dtype == torch.float32 and out.loss.dtype == torch.float32
     # bf16 has ~3 significant digits; scores here are O(10)
     torch.testing.assert_close(out.mi, ref.mi, atol=0.15, rtol=0.02)
     torch.testing.assert_close(out.loss, ref.loss, atol=0.15, rtol=0.02)
     # and exact agreement with the float32 computation on the same (rounded) scores
     exact = fn(s16.float())
-    if name == "mine":
-        exact = exact[0]
     torch.testing.assert_close(out.mi, exact.mi)
 
 
@@ -334,25 +325,28 @@ def test_mine_ema_update_and_gradient():
     s1 = torch.randn(n, n, generator=g)
     s2 = (2 * torch.randn(n, n, generator=g)).requires_grad_(True)
     neg = ~torch.eye(n, dtype=torch.bool)
-    _, ema1 = B.mine_bound(s1, decay=decay)
+    ema1 = B.mine_moving_average(s1, decay=decay)
     m1 = torch.exp(s1[neg]).mean()
     assert ema1.item() == pytest.approx(math.log(m1), abs=1e-5)
-    out, ema2 = B.mine_bound(s2, ema=ema1, decay=decay)
+    ema2 = B.mine_moving_average(s2, log_ema=ema1, decay=decay)
     m2 = torch.exp(s2.detach()[neg]).mean()
     a2 = decay * m1 + (1 - decay) * m2
     assert ema2.item() == pytest.approx(math.log(a2), abs=1e-5)
     assert not ema2.requires_grad
+    out = B.mine_bound(s2, log_ema=ema2)
+    assert isinstance(out, B.Bound)
     out.loss.backward()
     # d loss / d s_pos = -1 / n ; d loss / d s_neg = exp(s) / (n_neg * a)
     expected = torch.exp(s2.detach()) / (neg.sum() * a2)
     expected[~neg] = -1.0 / n
     torch.testing.assert_close(s2.grad, expected, rtol=1e-4, atol=1e-6)
-    # decay 0 gives the DV gradient
-    s3 = s2.detach().clone().requires_grad_(True)
-    B.mine_bound(s3, ema=ema1, decay=0.0)[0].loss.backward()
+    # no moving average (None, NaN or decay 0) gives the DV gradient
     s4 = s2.detach().clone().requires_grad_(True)
     B.dv_bound(s4).loss.backward()
-    torch.testing.assert_close(s3.grad, s4.grad)
+    for ema in (None, torch.tensor(float("nan")), B.mine_moving_average(s2, None, ema1, 0.0)):
+        s3 = s2.detach().clone().requires_grad_(True)
+        B.mine_bound(s3, log_ema=ema).loss.backward()
+        torch.testing.assert_close(s3.grad, s4.grad)
 
 
 def test_mine_module_buffer():
@@ -416,7 +410,7 @@ def test_validation_errors():
     with pytest.raises(ValueError, match="floating"):
         B.infonce(torch.ones(4, 4, dtype=torch.long))
     with pytest.raises(ValueError, match="decay"):
-        B.mine_bound(torch.randn(4, 4), decay=1.0)
+        B.mine_moving_average(torch.randn(4, 4), decay=1.0)
     with pytest.raises(ValueError, match="decay"):
         B.MINE(decay=-0.1)
     with pytest.raises(ValueError, match="clip"):
@@ -430,3 +424,37 @@ def test_get_bound_names():
     assert B.get_bound("infonce") is B.infonce
     assert B.get_bound("jsd") is B.jsd_bound
     assert B.get_bound("mine") is B.mine_bound
+
+
+@pytest.mark.parametrize("name", B.BOUND_NAMES)
+def test_non_square_scores_with_explicit_mask(name):
+    """A local slice of anchors against candidates gathered from several processes: (N, M) with
+    N != M and an explicit mask equals the same rows of the full square problem in every term
+    (checked against the loop references on the rectangular tensor itself)."""
+    g = torch.Generator().manual_seed(21)
+    n_local, m, rank = 3, 8, 1  # this process holds anchors 3..5 of 8 candidates
+    s = torch.randn(n_local, m, 2, generator=g)
+    mask = torch.zeros(n_local, m, 1, dtype=torch.bool)
+    mask[torch.arange(n_local), rank * n_local + torch.arange(n_local)] = True
+    out = B.get_bound(name)(s.clone().requires_grad_(True), mask)
+    ref = {
+        "infonce": ref_infonce(s, mask)[0],
+        "dv": ref_dv(s, mask),
+        "mine": ref_dv(s, mask),
+        "jsd": ref_dv(s, mask),
+        "nwj": ref_nwj(s, mask),
+        "smile": ref_smile(s, mask, 5.0),
+    }[name]
+    assert out.mi.item() == pytest.approx(ref, abs=1e-5)
+    out.loss.backward()
+    # without a mask the default is the rectangular eye(N, M), not the slice's own positives
+    default = B.get_bound(name)(s)
+    assert default.mi.item() != pytest.approx(out.mi.item(), abs=1e-6)
+
+
+def test_mine_module_is_a_bound():
+    mine = B.MINE(decay=0.9)
+    s = torch.randn(6, 6)
+    out = mine(s)
+    assert isinstance(out, B.Bound)
+    torch.testing.assert_close(out.mi, B.dv_bound(s).mi)

@@ -107,7 +107,8 @@ def test_cli_ksg_text(tmp_path, xy, capsys):
     np.save(tmp_path / "y.npy", xy[1])
     assert main(["mi", str(tmp_path / "x.npy"), str(tmp_path / "y.npy")]) == 0
     out = capsys.readouterr().out
-    assert "nats" in out and "bits" in out and "ksg" in out
+    assert "nats" in out and "bits" in out and "estimator ksg (continuous" in out
+    assert "95% interval" in out
     value = float(out.split("=")[1].split()[0])
     assert value == pytest.approx(TRUE_MI, abs=0.06)
 
@@ -122,6 +123,8 @@ def test_cli_json_subprocess(tmp_path, xy):
     assert proc.returncode == 0, proc.stderr
     d = json.loads(proc.stdout)  # exactly one JSON object, nothing else on stdout
     assert d["estimator"] == "ksg" and d["n"] == 1500 and d["k"] == 4
+    assert d["warnings"] == [] and d["reason"].startswith("continuous")
+    assert d["interval"][0] < d["mi"] < d["interval"][1]
     assert d["mi"] == pytest.approx(TRUE_MI, abs=0.06)
     assert d["mi_bits"] == pytest.approx(d["mi"] / math.log(2))
     assert 0 < d["stderr"] < 0.1 and d["seconds"] > 0
@@ -163,5 +166,74 @@ def test_cli_help_lists_estimators(capsys):
         main(["mi", "--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    for name in ("ksg", "infonce", "jsd", "dv", "mine", "nwj", "smile"):
+    for name in ("auto", "ksg", "plugin", "ross", "mixed", "infonce", "jsd", "dv", "mine", "nwj",
+                 "smile", "--given", "--pairwise", "--permutations", "--discrete"):  # fmt: skip
         assert name in out
+
+
+def test_cli_given_discrete_permutations(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    z = rng.integers(0, 3, 1200)
+    x = z + rng.standard_normal(1200)
+    y = z + rng.standard_normal(1200)
+    for name, a in (("x", x), ("y", y), ("z", z)):
+        np.save(tmp_path / f"{name}.npy", a)
+    args = ["mi", str(tmp_path / "x.npy"), str(tmp_path / "y.npy"), "--given",
+            str(tmp_path / "z.npy"), "--permutations", "19", "--json"]  # fmt: skip
+    assert main(args) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["conditional"] and d["estimator"] == "mixed" and abs(d["mi"]) < 0.05
+    assert d["p_value"] > 0.05 and d["given"].endswith("z.npy")
+    assert main(args[:-1]) == 0
+    out = capsys.readouterr().out
+    assert "I(X;Y|Z)" in out and "permutation test of I = 0 (19 shuffles" in out
+
+
+def test_cli_warnings_on_stderr_and_in_json(tmp_path, capsys):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((500, 6))
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", x + rng.standard_normal((500, 6)))
+    argv = ["mi", str(tmp_path / "x.npy"), str(tmp_path / "y.npy"), "-e", "ksg"]
+    assert main(argv + ["--json"]) == 0
+    cap = capsys.readouterr()
+    d = json.loads(cap.out)
+    assert any("12 dimensions" in w for w in d["warnings"])
+    assert "infomax mi: warning: kNN estimate in 12 dimensions" in cap.err
+    assert main(argv) == 0
+    assert "[see warnings]" in capsys.readouterr().out
+
+
+def test_cli_pairwise_csv_and_plot(tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal(800)
+    table = np.c_[a, RHO * a + math.sqrt(1 - RHO**2) * rng.standard_normal(800),
+                  rng.standard_normal(800), rng.integers(0, 3, 800)]  # fmt: skip
+    np.savetxt(tmp_path / "t.csv", table, delimiter=",", header="a,b,c,d", comments="")
+    out_csv, out_png = tmp_path / "mi.csv", tmp_path / "mi.png"
+    argv = ["mi", str(tmp_path / "t.csv"), "--pairwise", "-o", str(out_csv), "--plot", str(out_png)]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "(ksg)" in text and "(ross)" in text
+    lines = out_csv.read_text().splitlines()
+    assert lines[0] == ",a,b,c,d" and lines[1].startswith("a,,")
+    assert float(lines[1].split(",")[2]) == pytest.approx(TRUE_MI, abs=0.08)
+    assert out_png.read_bytes()[:4] == b"\x89PNG"
+    before = out_csv.read_text()
+    assert main(argv) == 2  # never overwritten without --force
+    assert "exists" in capsys.readouterr().err and out_csv.read_text() == before
+    assert main(argv + ["--force", "--json"]) == 0
+    pairs = json.loads(capsys.readouterr().out)["pairs"]
+    assert len(pairs) == 6 and {p["estimator"] for p in pairs} == {"ksg", "ross"}
+
+
+def test_cli_usage_errors(tmp_path, capsys):
+    np.save(tmp_path / "x.npy", np.zeros(20))
+    assert main(["mi", str(tmp_path / "x.npy")]) == 2
+    assert "give Y" in capsys.readouterr().err
+    (tmp_path / "empty.npy").write_bytes(b"")
+    assert main(["mi", str(tmp_path / "empty.npy"), str(tmp_path / "x.npy")]) == 2
+    assert "empty file" in capsys.readouterr().err
+    (tmp_path / "cut.npy").write_bytes(b"\x93NUMPY")
+    assert main(["mi", str(tmp_path / "cut.npy"), str(tmp_path / "x.npy")]) == 2
+    assert "truncated" in capsys.readouterr().err

@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from infomax.estimators.critics import BilinearCritic, ConcatCritic, SeparableCritic, mlp
+from infomax.estimators.critics import (
+    BilinearCritic,
+    ConcatCritic,
+    DotCritic,
+    SeparableCritic,
+    canonical_critic,
+    make_critic,
+    mlp,
+)
 
 
 def _xy(n=5, m=4, dx=3, dy=2, seed=0):
@@ -115,3 +123,13 @@ def test_validation():
         critic(torch.randn(4, 2), torch.randn(4, 2))
     with pytest.raises(ValueError, match=r"y must have shape \(M, 2\)"):
         critic(torch.randn(4, 3), torch.randn(4))
+
+
+def test_one_name_for_the_dot_critic():
+    assert SeparableCritic is DotCritic
+    assert canonical_critic("separable") == canonical_critic("dot") == "dot"
+    assert isinstance(make_critic("separable", 3, 2, hidden=8, embed_dim=4), DotCritic)
+    assert isinstance(make_critic("concat", 3, 2, hidden=8), ConcatCritic)
+    assert isinstance(make_critic("bilinear", 3, 2), BilinearCritic)
+    with pytest.raises(ValueError, match="alias of 'dot'"):
+        canonical_critic("mlp")

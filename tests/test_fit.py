@@ -13,10 +13,10 @@ from infomax.estimators.fit import (
     ESTIMATORS,
     NEURAL_ESTIMATORS,
     MIResult,
-    _MarginalTransform,
-    _split,
+    choose_estimator,
     estimate_mi,
 )
+from infomax.estimators.neural import _fold_splits, _MarginalTransform, _split
 
 RHO = 0.8
 TRUE_MI = -0.5 * math.log(1 - RHO**2)  # 0.511 nats
@@ -32,7 +32,10 @@ def corr_gauss(n: int, rho: float = RHO, d: int = 1, seed: int = 0):
 def test_ksg_result_fields():
     x, y = corr_gauss(2000)
     res = estimate_mi(x, np.exp(y))
-    assert isinstance(res, MIResult) and res.estimator == "ksg"
+    assert isinstance(res, MIResult) and res.estimator == "ksg" and "KSG" in res.reason
+    lo, hi = res.interval
+    assert lo < res.mi < hi and hi - lo == pytest.approx(2 * 2.262 * res.stderr, rel=1e-3)
+    assert res.warnings == [] and res.p_value is None
     assert res.mi == pytest.approx(TRUE_MI, abs=0.05)
     assert 0 < res.stderr < 0.05
     assert res.n_train == 0 and res.n_eval == 2000 and res.seconds > 0
@@ -43,9 +46,9 @@ def test_ksg_result_fields():
 
 def test_ksg_options_and_torch_input():
     x, y = corr_gauss(1000)
-    a = estimate_mi(torch.from_numpy(x), torch.from_numpy(y), k=5, ksg_algorithm=2)
+    a = estimate_mi(torch.from_numpy(x), torch.from_numpy(y), "ksg", k=5, ksg_algorithm=2)
     assert a.extra["k"] == 5 and a.extra["algorithm"] == 2
-    b = estimate_mi(x, y, ksg_transform="standardize")
+    b = estimate_mi(x, y, "ksg", ksg_transform="standardize")
     assert b.extra["transform"] == "standardize"
     assert a.mi == pytest.approx(b.mi, abs=0.05)
 
@@ -60,6 +63,15 @@ def test_split_is_disjoint_and_complete():
     assert torch.equal(tr, tr2) and torch.equal(ev, ev2)  # seeded
 
 
+def test_fold_splits_evaluate_every_sample_once():
+    splits = _fold_splits(1003, 5, torch.Generator().manual_seed(0))
+    evals = torch.cat([ev for _, _, ev in splits])
+    assert evals.unique().numel() == 1003 == evals.numel()
+    for tr, va, ev in splits:
+        assert torch.cat([tr, va, ev]).unique().numel() == 1003  # disjoint, complete
+        assert len(va) == round(0.1 * (1003 - len(ev)))
+
+
 def test_marginal_rank_transform():
     train = torch.tensor([[0.0], [10.0], [1.0], [3.0]])
     f = _MarginalTransform(train, "rank")
@@ -72,7 +84,7 @@ def test_marginal_rank_transform():
 
 def _neural(name: str, x, y, **kw):
     opts = dict(hidden=64, embed_dim=16, steps=400, batch_size=128, lr=2e-3, eval_every=50,
-                patience=4, progress=False, seed=0)  # fmt: skip
+                patience=4, progress=False, seed=0, folds=1, device="cpu")  # fmt: skip
     opts.update(kw)
     return estimate_mi(x, y, name, **opts)
 
@@ -82,10 +94,11 @@ def test_neural_estimators_easy_case(name):
     x, y = corr_gauss(3000, seed=1)
     res = _neural(name, x, y)
     assert res.estimator == name
-    assert res.n_train == 2400 and res.n_eval == 300 and res.extra["n_val"] == 300
+    assert res.n_train == 2400 and res.n_eval == 300
+    assert res.extra["fits"][0]["n_val"] == 300
     assert res.mi == pytest.approx(TRUE_MI, abs=0.15), res.extra
     assert 0 < res.stderr < 0.2
-    assert res.extra["steps_run"] <= 400
+    assert res.extra["fits"][0]["steps_run"] <= 400
     json.dumps(res.to_dict())
     if name == "infonce":
         assert res.extra["cap_nats"] == pytest.approx(math.log(300))
@@ -101,7 +114,7 @@ def test_neural_independent_is_small():
 def test_concat_critic_and_rank_transform():
     x, y = corr_gauss(1500, seed=2)
     res = _neural("nwj", x, np.exp(y), critic="concat", batch_size=64, transform="rank")
-    assert res.extra["critic"] == "concat"
+    assert res.extra["settings"]["critic"] == "concat"
     assert res.mi == pytest.approx(TRUE_MI, abs=0.2)
 
 
@@ -127,10 +140,76 @@ def test_errors():
         estimate_mi(x, y, "infonce", holdout=1.5)
     with pytest.raises(ValueError, match="critic"):
         estimate_mi(x, y, "infonce", critic="bilinear")
+    with pytest.raises(ValueError, match="critic"):
+        estimate_mi(x, y, "infonce", critic="mlp")
+    with pytest.raises(ValueError, match="folds"):
+        estimate_mi(x, y, "infonce", folds=0)
+    with pytest.raises(ValueError, match="too few .* 5-fold"):
+        estimate_mi(x[:20], y[:20], "infonce")
+    with pytest.raises(ValueError, match="permutations"):
+        estimate_mi(x, y, permutations=-1)
+    with pytest.raises(ValueError, match="z has 50 samples"):
+        estimate_mi(x, y, z=x[:50])
+    with pytest.raises(ValueError, match="--discrete names w"):
+        estimate_mi(x, y, discrete="x,w")
     with pytest.raises(ValueError, match="same number|samples"):
         estimate_mi(x, y[:50])
     with pytest.raises(ValueError, match="at least 5"):
-        estimate_mi(x[:20], y[:20], "infonce", holdout=0.2)
+        estimate_mi(x[:20], y[:20], "infonce", holdout=0.2, folds=1)
     with pytest.raises(ValueError, match="steps"):
         estimate_mi(x, y, "infonce", steps=0)
-    assert set(ESTIMATORS) == {"ksg", *NEURAL_ESTIMATORS}
+    assert set(ESTIMATORS) == {"auto", "ksg", "plugin", "ross", "mixed", *NEURAL_ESTIMATORS}
+
+
+# ------------------------------------------------------------------------- cross-fitting, auto
+
+
+def test_cross_fitted_infonce_and_separable_alias():
+    """5 folds, a fresh critic each: every sample evaluated once, the stderr from the spread of
+    the fold figures (so it covers training), a t interval with 4 degrees of freedom."""
+    x, y = corr_gauss(1500, seed=5)
+    res = _neural("infonce", x, y, folds=5, critic="separable", steps=200)
+    fits = res.extra["fits"]
+    assert len(fits) == 5 and res.n_eval == 1500 and res.extra["settings"]["critic"] == "dot"
+    values = np.array([f["mi"] for f in fits])
+    assert res.mi == pytest.approx(values.mean())
+    assert res.stderr == pytest.approx(values.std(ddof=1) / math.sqrt(5))
+    assert res.interval[1] - res.interval[0] == pytest.approx(2 * 2.776 * res.stderr, rel=1e-3)
+    assert res.mi == pytest.approx(TRUE_MI, abs=0.15)
+    assert res.extra["cap_nats"] == pytest.approx(math.log(300))
+
+
+def test_choose_estimator_rules():
+    c = np.zeros(1, bool)
+    d = np.ones(1, bool)
+    assert choose_estimator({"x": 1, "y": 1}, {"x": c, "y": c}, 1000)[0] == ("ksg",)
+    assert choose_estimator({"x": 5, "y": 5}, {"x": c, "y": c}, 1000)[0] == ("ksg", "infonce")
+    assert choose_estimator({"x": 30, "y": 30}, {"x": c, "y": c}, 1000)[0] == ("infonce",)
+    assert choose_estimator({"x": 1, "y": 1}, {"x": d, "y": d}, 1000)[0] == ("plugin",)
+    assert choose_estimator({"x": 1, "y": 1}, {"x": d, "y": c}, 1000)[0] == ("ross",)
+    both = np.array([True, False])
+    assert choose_estimator({"x": 2, "y": 1}, {"x": both, "y": c}, 1000)[0] == ("mixed",)
+    three = {"x": d, "y": c, "z": c}
+    assert choose_estimator({"x": 1, "y": 1, "z": 1}, three, 1000)[0] == ("mixed",)
+
+
+def test_auto_mid_dimension_runs_both_and_reports_the_larger():
+    x, y = corr_gauss(800, d=3, seed=6)
+    res = _neural("auto", x, y, folds=2, steps=150)
+    est = res.extra["estimates"]
+    assert set(est) == {"ksg", "infonce"}
+    assert res.estimator == max(est, key=lambda m: est[m]["mi"])
+    assert res.mi == pytest.approx(max(v["mi"] for v in est.values()))
+    assert "reported" in res.reason
+
+
+def test_permutation_p_value():
+    x, y = corr_gauss(400, seed=7)
+    dep = estimate_mi(x, y, permutations=19)
+    assert dep.p_value == pytest.approx(1 / 20)  # no shuffle reaches the observed figure
+    rng = np.random.default_rng(8)
+    ind = estimate_mi(rng.standard_normal(400), rng.standard_normal(400), permutations=19)
+    assert ind.p_value > 0.1
+    assert ind.extra["permutation"]["statistic"] == "ksg"
+    with pytest.raises(ValueError, match="discrete Z"):
+        estimate_mi(x, y, z=rng.standard_normal(400), permutations=5)

@@ -146,3 +146,67 @@ def test_errors():
         ksg_mi(np.full((50, 1), np.nan), y)
     with pytest.raises(ValueError, match="preprocessing"):
         ksg_mi(x, y, transform="copula")
+
+
+# ------------------------------------------------------------------ backends, conditional form
+
+
+@pytest.mark.parametrize("algorithm", [1, 2])
+def test_tree_and_torch_backends_agree(algorithm):
+    x, y = corr_gauss(600, 0.7, d=2, seed=11)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    a = ksg_pointwise(xt, yt, 3, algorithm=algorithm, backend="tree")
+    b = ksg_pointwise(xt, yt, 3, algorithm=algorithm, backend="torch", chunk_elements=5000)
+    torch.testing.assert_close(a, b)
+    small = ksg_pointwise(xt[:150], yt[:150], 3, algorithm=algorithm, backend="tree")
+    assert float(small.mean()) == pytest.approx(brute_force_ksg(x[:150], y[:150], 3, algorithm))
+
+
+def test_tree_backend_matches_loop_reference_with_duplicates():
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((120, 1))
+    y = x + 0.3 * rng.standard_normal((120, 1))
+    x[5] = x[6]  # an exact duplicate in X
+    ref = brute_force_ksg(x, y, 3)
+    got = float(ksg_pointwise(torch.from_numpy(x), torch.from_numpy(y), 3, backend="tree").mean())
+    assert got == pytest.approx(ref, abs=1e-9)
+
+
+def _gauss_chain_and_collider(n: int, seed: int):
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((n, 1))
+    # chain X -> Z -> Y: X and Y independent given Z
+    z = a + 0.5 * rng.standard_normal((n, 1))
+    y = z + 0.5 * rng.standard_normal((n, 1))
+    chain = (a, y, z)
+    # collider X -> Z <- Y with Z = X + Y + N(0, 1): I(X; Y) = 0, I(X; Y | Z) from the partial
+    # correlation -(1/3) / (2/3) = -0.5: -0.5 log(1 - 0.25)
+    b = rng.standard_normal((n, 1))
+    collider = (a, b, a + b + rng.standard_normal((n, 1)))
+    return chain, collider
+
+
+def test_frenzel_pompe_chain_and_collider_closed_forms():
+    from infomax.estimators.ksg import ksg_cmi_pointwise
+
+    (cx, cy, cz), (kx, ky, kz) = _gauss_chain_and_collider(3000, 13)
+    t = torch.from_numpy
+    assert float(ksg_cmi_pointwise(t(cx), t(cy), t(cz), 3).mean()) == pytest.approx(0.0, abs=0.03)
+    collider = float(ksg_cmi_pointwise(t(kx), t(ky), t(kz), 3).mean())
+    assert collider == pytest.approx(-0.5 * math.log(0.75), abs=0.03)  # 0.144
+    assert ksg_mi(kx, ky) == pytest.approx(0.0, abs=0.03)
+    # backends agree on the conditional form too
+    a = ksg_cmi_pointwise(t(kx[:400]), t(ky[:400]), t(kz[:400]), 3, backend="tree")
+    b = ksg_cmi_pointwise(t(kx[:400]), t(ky[:400]), t(kz[:400]), 3, backend="torch")
+    torch.testing.assert_close(a, b)
+
+
+def test_frenzel_pompe_reduces_to_ksg_for_constant_z():
+    x, y = corr_gauss(500, 0.8, seed=14)
+    z = np.zeros((500, 1))
+    t = torch.from_numpy
+    from infomax.estimators.ksg import ksg_cmi_pointwise
+
+    cmi = float(ksg_cmi_pointwise(t(x), t(y), t(z), 3).mean())
+    # with Z constant n_z = N - 1 for every sample: psi(N) - psi(k) differ only by that term
+    assert cmi == pytest.approx(float(ksg_pointwise(t(x), t(y), 3).mean()), abs=1e-9)

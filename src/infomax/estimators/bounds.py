@@ -8,7 +8,10 @@ Every bound takes a critic score tensor and a positive mask (the contract of
   T(x_i, y_j)``; local DIM / AMDIM: ``(N, N, L)``.
 - ``pos_mask``: bool tensor broadcastable to ``scores``; ``True`` marks positive (joint) pairs,
   ``False`` negative (product-of-marginals) pairs. ``None`` means the diagonal of the first two
-  dimensions broadcast over ``rest``.
+  dimensions broadcast over ``rest`` (``torch.eye(N, M)``).
+
+``N`` need not equal ``M``: a slice of anchors scored against candidates gathered from several
+processes is ``(N_local, M)`` with an explicit ``pos_mask`` marking each anchor's own candidate.
 
 and returns ``Bound(mi, loss)``: float32 scalars, the MI estimate in nats and a loss to minimise.
 Scores are cast to float32 first (so bf16 scores from ``torch.autocast`` are safe) and every
@@ -48,6 +51,7 @@ __all__ = [
     "BOUND_NAMES",
     "MINE",
     "Bound",
+    "BoundFn",
     "dv_bound",
     "get_bound",
     "infonce",
@@ -55,6 +59,7 @@ __all__ = [
     "jsd_lower_bound",
     "masked_logmeanexp",
     "mine_bound",
+    "mine_moving_average",
     "nwj_bound",
     "smile_bound",
 ]
@@ -218,6 +223,11 @@ def _jsd_value(s: Tensor, pos: Tensor) -> Tensor:
     return 2 * _LOG2 - e_pos - e_neg
 
 
+def _dv_value(s: Tensor, pos: Tensor) -> Tensor:
+    """``E_pos[s] - log E_neg[exp(s)]``, the Donsker-Varadhan value."""
+    return _masked_mean(s, pos) - _log_mean_exp_neg(s, pos)
+
+
 def _nwj_value(s: Tensor, pos: Tensor) -> Tensor:
     """``E_pos[s] - E_neg[exp(s - 1)]``.
 
@@ -234,24 +244,26 @@ def _nwj_value(s: Tensor, pos: Tensor) -> Tensor:
 
 
 def jsd_bound(scores: Tensor, pos_mask: Tensor | None = None) -> Bound:
-    """Train a critic with the Jensen-Shannon bound; report the NWJ MI estimate it implies.
+    """Train a critic with the Jensen-Shannon bound; report the Donsker-Varadhan value of it.
 
     The loss is ``-J(T)`` with ``J`` the Deep InfoMax JSD lower bound (:func:`jsd_lower_bound`;
     Hjelm et al. 2019), so ``-loss`` is the JSD bound value (at most ``2 log 2``), not an MI
-    value. The optimal JS critic is ``T* = log p(x,y)/(p(x)p(y))``, the density ratio that the
-    NWJ bound wants shifted by one, so (Poole et al. 2019, sec. 2.3, their "JS" estimator; also
-    ``js_lower_bound`` in ermongroup/smile-mi-estimator)
+    value. The optimal JS critic is ``T* = log p(x,y)/(p(x)p(y))``, the log density ratio, so the
+    reported MI figure is the Donsker-Varadhan bound of the same scores (Poole et al. 2019, eq. 4;
+    Hjelm et al. 2019 report DV as well):
 
-        mi = NWJ(T + 1) = 1 + E_pos[T] - E_neg[exp(T)]
+        mi = DV(T) = E_pos[T] - log E_neg[exp T]
 
-    a lower bound on I(X; Y) for any critic, tight at ``T*``. ``mi`` is ``-inf`` when
-    ``log E_neg[exp T]`` overflows float32 (about 88); DV evaluated with the same critic
-    (:func:`dv_bound`) is another valid plug-in, always at least as large.
+    a lower bound on I(X; Y) for any critic, tight at ``T*``. It is a ``logsumexp``, so it is
+    finite for finite scores, also for the large scores of a dot-product critic on wide
+    embeddings, where the other plug-in, ``NWJ(T + 1) = 1 + E_pos[T] - E_neg[exp T]`` (Poole et
+    al.'s "JS" estimator), overflows to ``-inf``; DV is never smaller than it (``log u <= u - 1``).
+    This is the one MI figure of a JSD-trained critic in infomax (``infomax mi``, ``estimate_mi``,
+    the DIM objective).
     """
     s, pos = _prepare(scores, pos_mask)
     js = _jsd_value(s, pos)
-    mi = _nwj_value(s + 1.0, pos)
-    return Bound(mi=mi, loss=-js)
+    return Bound(mi=_dv_value(s, pos), loss=-js)
 
 
 def dv_bound(scores: Tensor, pos_mask: Tensor | None = None) -> Bound:
@@ -263,64 +275,69 @@ def dv_bound(scores: Tensor, pos_mask: Tensor | None = None) -> Bound:
     loss = -mi.
     """
     s, pos = _prepare(scores, pos_mask)
-    mi = _masked_mean(s, pos) - _log_mean_exp_neg(s, pos)
+    mi = _dv_value(s, pos)
     return Bound(mi=mi, loss=-mi)
 
 
-def mine_bound(
+def mine_moving_average(
     scores: Tensor,
     pos_mask: Tensor | None = None,
-    ema: Tensor | None = None,
+    log_ema: Tensor | None = None,
     decay: float = 0.99,
-) -> tuple[Bound, Tensor]:
-    """MINE (Belghazi et al. 2018): the DV value with a bias-corrected partition gradient.
+) -> Tensor:
+    """MINE's moving average of ``E_neg[e^T]`` after this batch, as a logarithm (detached).
 
-    The gradient of ``log E_neg[e^T]`` is ``E_neg[e^T grad T] / E_neg[e^T]``; MINE replaces the
-    batch denominator by a moving average ``a_t`` of ``E_neg[e^T]`` (sec. 3.2). Here the moving
-    average is kept as its logarithm and updated in log space (no overflow for large scores):
+    Belghazi et al. 2018, sec. 3.2, updated in log space (no overflow for large scores):
 
         log a_t = logaddexp(log(decay) + log a_{t-1}, log(1 - decay) + log E_neg[e^T])
 
-    with ``log a_1 = log E_neg[e^T]`` on the first call (``ema=None`` or NaN). The loss is the
-    surrogate ``-(E_pos[T] - Z)`` where ``Z`` has the value ``log E_neg[e^T]`` and the gradient
-    ``exp(log E_neg[e^T] - log a_t) * grad log E_neg[e^T] = E_neg[e^T grad T] / a_t``. So
-    ``loss == -mi`` in value; only the gradient differs from :func:`dv_bound`.
-
-    Args:
-        ema: the previous ``log a`` (the second return value of the last call), ``None`` or NaN
-            to start afresh. It is detached; no gradient flows through it.
-        decay: moving-average decay in ``[0, 1)``; ``0`` gives back the DV gradient.
-
-    Returns:
-        ``(Bound(mi=DV value, loss), new_ema)`` with ``new_ema`` the updated ``log a_t``
-        (a detached float32 scalar).
+    with ``log a_1 = log E_neg[e^T]`` when ``log_ema`` (``log a_{t-1}``) is ``None`` or NaN.
+    Pass the result to :func:`mine_bound` and keep it for the next batch (or let :class:`MINE`
+    keep it). ``decay=0`` gives the batch value itself.
     """
     if not 0.0 <= decay < 1.0:
         raise ValueError(f"decay must be in [0, 1), got {decay}")
     s, pos = _prepare(scores, pos_mask)
+    cur = _log_mean_exp_neg(s.detach(), pos)
+    if log_ema is None or decay == 0:
+        return cur
+    prev = log_ema.detach().to(device=cur.device, dtype=cur.dtype).reshape(())
+    upd = torch.logaddexp(prev + math.log(decay), cur + math.log1p(-decay))
+    return torch.where(torch.isnan(prev), cur, upd)
+
+
+def mine_bound(
+    scores: Tensor, pos_mask: Tensor | None = None, log_ema: Tensor | None = None
+) -> Bound:
+    """MINE (Belghazi et al. 2018): the DV value with a bias-corrected partition gradient.
+
+    The gradient of ``log E_neg[e^T]`` is ``E_neg[e^T grad T] / E_neg[e^T]``; MINE replaces the
+    batch denominator by a moving average ``a_t`` (:func:`mine_moving_average`, passed in as
+    ``log_ema = log a_t``; ``None`` or NaN uses the batch value, i.e. the DV gradient). The loss
+    is the surrogate ``-(E_pos[T] - Z)`` where ``Z`` has the value ``log E_neg[e^T]`` and the
+    gradient ``exp(log E_neg[e^T] - log a_t) * grad log E_neg[e^T] = E_neg[e^T grad T] / a_t``. So
+    ``loss == -mi`` in value (``mi`` is the DV value); only the gradient differs from
+    :func:`dv_bound`. The state lives with the caller (or in :class:`MINE`), so this is a pure
+    function with the signature of every other bound.
+    """
+    s, pos = _prepare(scores, pos_mask)
     e_pos = _masked_mean(s, pos)
     lme = _log_mean_exp_neg(s, pos)
-    cur = lme.detach()
-    if ema is None:
-        new_ema = cur
-    else:
-        prev = ema.detach().to(device=cur.device, dtype=cur.dtype).reshape(())
-        upd = (
-            torch.logaddexp(prev + math.log(decay), cur + math.log1p(-decay)) if decay > 0 else cur
-        )
-        new_ema = torch.where(torch.isnan(prev), cur, upd)
-    ratio = torch.exp(lme - new_ema)
+    denom = lme.detach()
+    if log_ema is not None:  # NaN (no average yet) falls back to the batch value, without a sync
+        prev = log_ema.detach().to(lme).reshape(())
+        denom = torch.where(torch.isnan(prev), denom, prev)
+    ratio = torch.exp(lme - denom)
     partition = lme.detach() + ratio - ratio.detach()
-    mi = e_pos - lme
-    loss = -(e_pos - partition)
-    return Bound(mi=mi, loss=loss), new_ema
+    return Bound(mi=e_pos - lme, loss=-(e_pos - partition))
 
 
 class MINE(nn.Module):
-    """Holds the MINE moving average (a buffer) and applies :func:`mine_bound`.
+    """The stateful MINE bound: keeps the moving average and applies :func:`mine_bound`.
 
     The buffer ``log_ema`` (log of the moving average of ``E_neg[e^T]``) starts as NaN and is
-    updated in training mode only; in eval mode the bound uses, but does not change, it.
+    updated in training mode only; in eval mode the bound uses, but does not change, it. Called
+    as ``mine(scores, pos_mask) -> Bound``, like every bound.
 
     >>> mine = MINE(decay=0.99)
     >>> b = mine(torch.randn(8, 8))
@@ -336,10 +353,10 @@ class MINE(nn.Module):
         self.register_buffer("log_ema", torch.tensor(float("nan")))
 
     def forward(self, scores: Tensor, pos_mask: Tensor | None = None) -> Bound:
-        bound, new_ema = mine_bound(scores, pos_mask, ema=self.log_ema, decay=self.decay)
         if self.training:
-            self.log_ema.copy_(new_ema)
-        return bound
+            new = mine_moving_average(scores, pos_mask, self.log_ema, self.decay)
+            self.log_ema.copy_(new)
+        return mine_bound(scores, pos_mask, log_ema=self.log_ema)
 
     def extra_repr(self) -> str:
         return f"decay={self.decay}"
@@ -375,14 +392,17 @@ def smile_bound(scores: Tensor, pos_mask: Tensor | None = None, clip: float | No
         raise ValueError(f"clip must be positive or None, got {clip}")
     s, pos = _prepare(scores, pos_mask)
     s_part = s if clip is None else s.clamp(-clip, clip)
-    mi = _masked_mean(s, pos) - _log_mean_exp_neg(s_part, pos)
+    mi = _masked_mean(s, pos) - _log_mean_exp_neg(s_part, pos)  # DV with a clipped partition
     return Bound(mi=mi, loss=-_jsd_value(s, pos))
 
 
 # --------------------------------------------------------------------------------------------
 # Registry
 
-_BOUNDS: dict[str, Callable[..., object]] = {
+#: the signature every bound has: ``f(scores, pos_mask=None) -> Bound``
+BoundFn = Callable[..., Bound]
+
+_BOUNDS: dict[str, BoundFn] = {
     "infonce": infonce,
     "jsd": jsd_bound,
     "dv": dv_bound,
@@ -393,13 +413,15 @@ _BOUNDS: dict[str, Callable[..., object]] = {
 BOUND_NAMES: tuple[str, ...] = tuple(_BOUNDS)
 
 
-def get_bound(name: str) -> Callable[..., object]:
+def get_bound(name: str) -> BoundFn:
     """The bound function for a CLI name (one of :data:`BOUND_NAMES`).
 
-    Note ``get_bound("mine")`` returns :func:`mine_bound`, which returns ``(Bound, new_ema)``;
-    all the others return a :class:`Bound`.
+    Every one is called as ``f(scores, pos_mask=None) -> Bound``. ``get_bound("mine")`` is the
+    pure :func:`mine_bound`, whose gradient without a moving average is DV's; for MINE's
+    bias-corrected gradient over many steps use a :class:`MINE` module (it holds the state).
     """
     try:
         return _BOUNDS[name]
     except (KeyError, TypeError):
-        raise ValueError(f"unknown bound {name!r}; valid names: {', '.join(BOUND_NAMES)}") from None
+        valid = ", ".join(BOUND_NAMES)
+        raise ValueError(f"unknown bound {name!r}; valid names: {valid}") from None

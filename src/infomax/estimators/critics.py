@@ -9,7 +9,7 @@ References: Poole et al. 2019, "On variational bounds of mutual information" (se
 concat critics); Song & Ermon 2020 and ermongroup/smile-mi-estimator (benchmark settings:
 hidden 256, embedding 32, ReLU).
 
->>> critic = SeparableCritic(20, 20, hidden=64, embed_dim=16)
+>>> critic = DotCritic(20, 20, hidden=64, embed_dim=16)
 >>> critic(torch.randn(8, 20), torch.randn(8, 20)).shape
 torch.Size([8, 8])
 """
@@ -22,7 +22,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["ACTIVATIONS", "BilinearCritic", "ConcatCritic", "SeparableCritic", "mlp"]
+__all__ = [
+    "ACTIVATIONS",
+    "CRITICS",
+    "BilinearCritic",
+    "ConcatCritic",
+    "DotCritic",
+    "SeparableCritic",
+    "canonical_critic",
+    "make_critic",
+    "mlp",
+]
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,
@@ -93,8 +103,11 @@ def _check_pair(x: Tensor, y: Tensor, dim_x: int, dim_y: int) -> None:
         raise ValueError(f"y must have shape (M, {dim_y}), got {tuple(y.shape)}")
 
 
-class SeparableCritic(nn.Module):
-    """Separable critic ``f(x, y) = g(x)^T h(y)`` (Poole et al. 2019).
+class DotCritic(nn.Module):
+    """Dot-product critic ``f(x, y) = g(x)^T h(y)``: Poole et al. 2019's "separable" critic.
+
+    One name in infomax, ``"dot"`` (as in the DIM objective); ``"separable"`` is accepted as an
+    alias (:func:`canonical_critic`) and :class:`SeparableCritic` is this class.
 
     ``g`` and ``h`` are :func:`mlp` s with ``layers`` hidden layers of width ``hidden`` and output
     ``embed_dim``; all pairs cost one ``(N, embed) x (embed, M)`` matrix product.
@@ -182,3 +195,40 @@ class BilinearCritic(nn.Module):
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         _check_pair(x, y, self.dim_x, self.dim_y)
         return x @ self.weight @ y.T
+
+
+SeparableCritic = DotCritic  # Poole et al. 2019's name for the same critic
+
+#: critic names; ``"separable"`` is an accepted alias of ``"dot"``
+CRITICS = ("dot", "concat", "bilinear")
+_CRITIC_ALIASES = {"dot": "dot", "separable": "dot", "concat": "concat", "bilinear": "bilinear"}
+
+
+def canonical_critic(name: str) -> str:
+    """The canonical name of a critic: ``"dot"`` (alias ``"separable"``), ``"concat"``,
+    ``"bilinear"``."""
+    key = str(name).lower()
+    if key not in _CRITIC_ALIASES:
+        raise ValueError(
+            f"unknown critic {name!r}; choose one of {', '.join(CRITICS)} ('separable' is an "
+            "alias of 'dot')"
+        )
+    return _CRITIC_ALIASES[key]
+
+
+def make_critic(
+    name: str,
+    dim_x: int,
+    dim_y: int,
+    hidden: int = 256,
+    embed_dim: int = 32,
+    layers: int = 2,
+    activation: str | Callable[[], nn.Module] = "relu",
+) -> nn.Module:
+    """A critic by name (see :data:`CRITICS`); ``embed_dim`` is used by ``"dot"`` only."""
+    kind = canonical_critic(name)
+    if kind == "dot":
+        return DotCritic(dim_x, dim_y, hidden, embed_dim, layers, activation)
+    if kind == "concat":
+        return ConcatCritic(dim_x, dim_y, hidden, layers, activation)
+    return BilinearCritic(dim_x, dim_y)

@@ -1,60 +1,64 @@
-"""``estimate_mi``: one call from paired samples to a mutual-information estimate (nats).
+"""``estimate_mi``: one call from samples to a mutual-information estimate (nats) that says how
+far it can be trusted.
 
-Estimators:
+``estimate_mi(x, y)`` estimates I(X; Y); ``estimate_mi(x, y, z=z)`` the conditional I(X; Y | Z).
+Rows are samples. Estimators:
 
-- ``"ksg"`` (default, the most accurate on ``benchmarks/mi_accuracy.py``): the
-  Kraskov-Stoegbauer-Grassberger kNN estimator (:mod:`infomax.estimators.ksg`) on all samples
-  (nothing is fitted, so nothing is held out), after a per-coordinate rank (copula) transform.
-- ``"infonce"``, ``"jsd"``, ``"dv"``, ``"mine"``, ``"nwj"``, ``"smile"``: a neural critic
-  (:mod:`infomax.estimators.critics`) trained to maximise a variational bound
-  (:mod:`infomax.estimators.bounds`; Poole et al. 2019, "On variational bounds of mutual
-  information"; Song & Ermon 2020 for SMILE; Belghazi et al. 2018 for MINE; Hjelm et al. 2019 for
-  the JSD). The samples are split at random into a training part and a held-out part
-  (``holdout``, 20 % by default); the held-out part is halved into a *validation* set, used only
-  for early stopping (the critic with the best validation estimate is kept), and an *evaluation*
-  set on which the reported figure is computed, so the figure is neither fitted to nor selected on
-  the points it is reported on.
+- ``"auto"`` (default): chosen from the data (:func:`choose_estimator`; the choice and the reason
+  are in ``MIResult.estimator`` / ``MIResult.reason``).
+- ``"ksg"``: Kraskov-Stoegbauer-Grassberger kNN (:mod:`infomax.estimators.ksg`) after a
+  per-coordinate rank (copula) transform; conditional: Frenzel & Pompe 2007.
+- ``"plugin"``: discrete variables, the plug-in estimate with the Miller-Madow correction.
+- ``"ross"``: one discrete and one continuous variable (Ross 2014).
+- ``"mixed"``: columns of both kinds, ties allowed (Gao et al. 2017; conditional: Mesner &
+  Shalizi 2021). See :mod:`infomax.estimators.discrete`.
+- ``"infonce"``, ``"jsd"``, ``"dv"``, ``"mine"``, ``"nwj"``, ``"smile"``: a critic trained with
+  that variational bound, cross-fitted over 5 folds with fresh critics
+  (:mod:`infomax.estimators.neural`).
+  Conditional: the chain rule ``I(X; Y | Z) = I(X; (Y, Z)) - I(X; Z)`` with two such estimates
+  (a difference of two lower bounds, which is not itself a bound).
 
-The held-out figure uses all pairs of the evaluation set at once (an ``M x M`` score matrix: M
-positive pairs, ``M (M - 1)`` negative ones), the largest "batch" available; for InfoNCE the
-estimate can never exceed ``log M`` (``extra["cap_nats"]``). A critic trained with the JSD bound
-estimates the log density ratio, and its MI figure is the DV bound evaluated on it
-(``extra["nwj"]`` also gives the NWJ bound of ``critic + 1``, the choice of Poole et al.). MINE's
-figure is the DV bound (its moving average only corrects the training gradient).
+Uncertainty: ``MIResult.stderr`` and a 95 % ``interval`` (Student-t with the stated degrees of
+freedom). kNN and plug-in estimators: ``std`` of the estimates on 10 disjoint random parts over
+``sqrt(10)`` (assumes a variance falling like 1/N). Neural: ``std`` over the cross-fitted folds
+over ``sqrt(folds)``, which includes the variability of training. Neither covers the bias; the
+calibration is measured in docs/mi_accuracy.md.
 
-Uncertainty (``MIResult.stderr``, nats):
-
-- KSG: the samples are cut into 10 disjoint random parts; ``std(part estimates) / sqrt(10)``,
-  which assumes that the variance falls like 1/N (checked in ``docs/mi_accuracy.md``).
-- neural: a delete-a-group jackknife over the evaluation samples (20 groups) of the held-out
-  figure, with the trained critic fixed. It does not include the variability of training.
-
-Neither covers the estimator's bias, which for kNN estimators grows with dimension and MI, and
-for variational bounds is mostly a downward bias (they are lower bounds, InfoNCE capped at
-``log M``).
+Trust: ``MIResult.warnings`` lists every reason not to take the figure at face value
+(:mod:`infomax.estimators.trust`); ``infomax mi`` prints them on stderr.
 """
 
 from __future__ import annotations
 
-import copy
 import math
-import sys
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
-from infomax.estimators.io import check_pair
-from infomax.estimators.ksg import PREPROCESSING, _split_stderr, ksg_pointwise, preprocess
+from infomax.estimators import trust
+from infomax.estimators.io import check_pair, check_samples
+from infomax.estimators.ksg import PREPROCESSING, ksg_cmi_pointwise, ksg_pointwise, preprocess
 
-__all__ = ["ESTIMATORS", "NEURAL_ESTIMATORS", "MIResult", "estimate_mi"]
+__all__ = [
+    "ESTIMATORS",
+    "NEURAL_ESTIMATORS",
+    "MIResult",
+    "choose_estimator",
+    "estimate_mi",
+    "resolve_discrete",
+]
 
-ESTIMATORS = ("ksg", "infonce", "jsd", "dv", "mine", "nwj", "smile")
-NEURAL_ESTIMATORS = ESTIMATORS[1:]
-CRITICS = ("separable", "concat")
-_JACKKNIFE_GROUPS = 20
+NEURAL_ESTIMATORS = ("infonce", "jsd", "dv", "mine", "nwj", "smile")
+ESTIMATORS = ("auto", "ksg", "plugin", "ross", "mixed", *NEURAL_ESTIMATORS)
+#: ``auto`` uses KSG alone up to this many joint coordinates ...
+AUTO_KSG_ONLY_DIM = 4
+#: ... KSG and a cross-fitted InfoNCE bound up to this many, and InfoNCE alone beyond
+AUTO_KSG_MAX_DIM = 50
+_PARTS = 10
 
 
 @dataclass
@@ -63,13 +67,18 @@ class MIResult:
 
     Attributes:
         mi: the estimate in nats.
-        estimator: the estimator's name.
-        stderr: standard error of ``mi`` in nats (see the module docstring for what it covers);
-            NaN when it could not be computed.
-        n_train: samples used to fit a critic (0 for KSG).
+        estimator: the estimator that produced ``mi`` (for ``auto``, the one it chose).
+        stderr: standard error of ``mi`` in nats (see the module docstring); NaN if unknown.
+        n_train: samples used to fit a critic (per fold; 0 for kNN and plug-in estimators).
         n_eval: samples the reported figure is computed on.
         seconds: wall-clock time of the estimate.
-        extra: estimator details (settings, steps run, validation figure, InfoNCE cap, ...).
+        extra: estimator details (settings, per-fold figures, InfoNCE cap, ...).
+        warnings: reasons not to trust the figure as it stands (empty when there are none).
+        reason: why this estimator (``auto``) or "requested".
+        interval: a 95 % interval ``(low, high)`` from ``stderr`` (sampling and training
+            variability, not bias), or None.
+        p_value: permutation p-value for ``I > 0`` (``permutations > 0``), else None.
+        conditional: True for I(X; Y | Z).
     """
 
     mi: float
@@ -79,6 +88,11 @@ class MIResult:
     n_eval: int
     seconds: float
     extra: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    reason: str = "requested"
+    interval: tuple[float, float] | None = None
+    p_value: float | None = None
+    conditional: bool = False
 
     @property
     def mi_bits(self) -> float:
@@ -86,7 +100,7 @@ class MIResult:
         return self.mi / math.log(2.0)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (NaN becomes None) with ``mi``, ``mi_bits``, ``stderr``, ``n``..."""
+        """A JSON-ready dict (NaN becomes None): ``mi``, ``mi_bits``, ``stderr``, ``warnings``..."""
         d = asdict(self)
         extra = d.pop("extra")
         out = {
@@ -95,10 +109,10 @@ class MIResult:
             "stderr": self.stderr,
             "stderr_bits": self.stderr / math.log(2.0),
             "estimator": self.estimator,
-            "n": self.n_train + self.n_eval + int(extra.get("n_val", 0)),
         }
         out.update(d)
-        out.update(extra)
+        out["interval"] = list(self.interval) if self.interval else None
+        out.update({k: v for k, v in extra.items() if k not in out})
         return {k: _json_safe(v) for k, v in out.items()}
 
 
@@ -109,6 +123,8 @@ def _json_safe(v: Any) -> Any:
         return {k: _json_safe(w) for k, w in v.items()}
     if isinstance(v, (list, tuple)):
         return [_json_safe(w) for w in v]
+    if isinstance(v, (np.floating, np.integer, np.bool_)):
+        return _json_safe(v.item())
     return v
 
 
@@ -118,375 +134,391 @@ def _to_numpy(a: Any) -> np.ndarray:
     return np.asarray(a)
 
 
-def _resolve_device(device: str | torch.device | None) -> torch.device:
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for but CUDA is not available; use --device cpu")
-    return dev
+def resolve_discrete(
+    discrete: bool | str | Iterable[str] | None, arrays: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """Per variable name, a bool per column: discrete or not.
+
+    ``discrete``: ``None`` or ``"auto"`` detects integer columns with few levels
+    (:func:`infomax.estimators.discrete.detect_discrete`); ``True`` / ``False`` (or ``"all"`` /
+    ``"none"``) for every column; or names among the variables (``"x,z"`` or ``["x", "z"]``)
+    whose columns are all discrete, the others continuous.
+    """
+    from infomax.estimators.discrete import detect_discrete
+
+    if discrete is None or discrete == "auto":
+        return {k: detect_discrete(a) for k, a in arrays.items()}
+    if isinstance(discrete, bool) or discrete in ("all", "none"):
+        flag = discrete is True or discrete == "all"
+        return {k: np.full(a.shape[1], flag) for k, a in arrays.items()}
+    names = discrete.split(",") if isinstance(discrete, str) else list(discrete)
+    names = [str(s).strip().lower() for s in names if str(s).strip()]
+    unknown = [s for s in names if s not in arrays]
+    if unknown:
+        raise ValueError(
+            f"--discrete names {', '.join(unknown)}, which is not among the variables "
+            f"{', '.join(arrays)}; give a comma-separated subset such as 'x' or 'x,z'"
+        )
+    return {k: np.full(a.shape[1], k in names) for k, a in arrays.items()}
+
+
+def choose_estimator(dims: dict[str, int], kinds: dict[str, np.ndarray], n: int) -> tuple:
+    """What ``auto`` runs: ``(estimators to run, reason)`` from dimensions, kinds and ``n``.
+
+    - every column discrete: ``plugin``; one variable discrete and the other continuous
+      (no Z): ``ross``; any other mixture: ``mixed``;
+    - continuous, at most :data:`AUTO_KSG_ONLY_DIM` joint coordinates: ``ksg`` (the most
+      accurate there, docs/mi_accuracy.md);
+    - up to :data:`AUTO_KSG_MAX_DIM`: ``ksg`` and a cross-fitted ``infonce``; the larger figure
+      is reported (the held-out InfoNCE figure is a lower bound in expectation; kNN estimates fall
+      below the truth in many dimensions), and a disagreement beyond the error bars is a warning;
+    - beyond: ``infonce`` alone (kNN is both biased and slow there).
+    """
+    flags = np.concatenate(list(kinds.values()))
+    dim = sum(dims.values())
+    if flags.all():
+        return ("plugin",), "every column is discrete: plug-in estimate with Miller-Madow"
+    if flags.any():
+        full = {k: bool(v.all()) for k, v in kinds.items()}
+        none = {k: not v.any() for k, v in kinds.items()}
+        if "z" not in kinds and ((full["x"] and none["y"]) or (full["y"] and none["x"])):
+            return ("ross",), "one variable discrete, the other continuous: Ross (2014)"
+        return ("mixed",), "discrete and continuous columns: mixed KSG (Gao et al. 2017)"
+    if dim <= AUTO_KSG_ONLY_DIM:
+        return ("ksg",), f"continuous, {dim} coordinates: KSG on ranks, accurate in low dimension"
+    if dim <= AUTO_KSG_MAX_DIM:
+        return ("ksg", "infonce"), (
+            f"continuous, {dim} coordinates: KSG and a cross-fitted InfoNCE bound, the larger "
+            "figure reported (kNN estimates fall below the truth in many dimensions)"
+        )
+    return ("infonce",), (
+        f"continuous, {dim} coordinates: cross-fitted InfoNCE bound (kNN is unreliable and slow "
+        f"beyond {AUTO_KSG_MAX_DIM})"
+    )
 
 
 def estimate_mi(
     x: Any,
     y: Any,
-    estimator: str = "ksg",
+    estimator: str = "auto",
     *,
+    z: Any = None,
+    discrete: bool | str | Iterable[str] | None = None,
     k: int = 3,
     ksg_algorithm: int = 1,
     ksg_transform: str = "rank",
-    critic: str = "separable",
+    critic: str = "dot",
     hidden: int = 256,
     embed_dim: int = 32,
     layers: int = 2,
     steps: int = 3000,
     batch_size: int = 256,
     lr: float = 5e-4,
+    folds: int = 5,
     holdout: float = 0.2,
     eval_every: int = 100,
     patience: int = 6,
-    transform: str = "standardize",
+    transform: str = "rank",
     smile_clip: float = 5.0,
+    permutations: int = 0,
     seed: int = 0,
-    device: str | torch.device | None = "cpu",
+    device: str | torch.device | None = "auto",
     progress: bool = True,
 ) -> MIResult:
-    """Estimate I(X; Y) in nats from paired samples (row i of ``x`` goes with row i of ``y``).
+    """Estimate I(X; Y), or I(X; Y | Z) with ``z``, in nats from paired samples.
 
     Args:
-        x, y: array-likes (NumPy, torch, lists) of shape (N,) or (N, d); at least 10 rows.
-        estimator: ``"ksg"`` or a neural bound ``"infonce"``, ``"jsd"``, ``"dv"``, ``"mine"``,
-            ``"nwj"``, ``"smile"`` (see the module docstring).
-        k, ksg_algorithm, ksg_transform: KSG neighbours, algorithm (1 or 2) and per-coordinate
-            preprocessing (``"rank"``, ``"standardize"``, ``"none"``).
-        critic: ``"separable"`` (``g(x)^T h(y)``, cheap) or ``"concat"`` (an MLP on every pair
-            ``[x_i, y_j]``, costs ``batch_size^2`` MLP evaluations per step).
-        hidden, embed_dim, layers: critic width, separable embedding size, hidden layers.
-        steps: maximum training steps (early stopping usually ends sooner).
-        batch_size: training batch (InfoNCE's training objective cannot exceed log(batch)).
-        lr: Adam learning rate.
-        holdout: fraction of samples held out (half for early stopping, half for the figure).
-        eval_every, patience: validate every ``eval_every`` steps; stop after ``patience``
-            validations without improvement.
-        transform: neural estimators' per-coordinate input transform, fitted on the training
-            part: ``"standardize"`` (zero mean, unit variance) or ``"rank"`` (empirical CDF of
-            the training part, then the normal quantile; invertible, so MI is unchanged).
+        x, y, z: array-likes (NumPy, torch, lists) of shape (N,) or (N, d); row i of each is
+            one joint sample; at least 10 rows.
+        estimator: ``"auto"`` or one of :data:`ESTIMATORS` (see the module docstring).
+        discrete: which columns are discrete: ``None`` detects them, ``True``/``False`` for all,
+            or variable names such as ``"x"`` or ``["x", "z"]`` (see :func:`resolve_discrete`).
+        k, ksg_algorithm, ksg_transform: kNN neighbours, KSG algorithm (1 or 2; the conditional
+            and mixed forms use 1) and per-coordinate preprocessing (``"rank"``,
+            ``"standardize"``, ``"none"``).
+        critic: ``"dot"`` (``g(x)^T h(y)``; alias ``"separable"``) or ``"concat"``.
+        hidden, embed_dim, layers, steps, batch_size, lr, eval_every, patience: critic and
+            training settings (:class:`infomax.estimators.neural.NeuralSettings`).
+        folds: cross-fitting folds of the neural estimators (fresh critic each); 1 = one split
+            with ``holdout`` held out.
+        transform: neural estimators' per-coordinate input transform (``"rank"`` or
+            ``"standardize"``), fitted on each training part.
         smile_clip: SMILE's clipping threshold tau.
-        seed: seeds the split, batches, initialisation and the KSG jitter.
-        device: ``"cpu"``, ``"cuda"``, ``"auto"``.
-        progress: show a tqdm progress bar on stderr while training.
-
-    Returns:
-        :class:`MIResult`.
+        permutations: if > 0, a permutation test of ``I = 0`` with this many shuffles
+            (``MIResult.p_value``).
+        seed: seeds splits, batches, initialisations, tie-breaking and permutations.
+        device: ``"auto"`` (GPU when available), ``"cpu"``, ``"cuda"``, ...
+        progress: a progress bar on stderr while critics train.
     """
+    from infomax.runtime import resolve_device
+
     t0 = time.perf_counter()
     if estimator not in ESTIMATORS:
         raise ValueError(f"unknown estimator {estimator!r}; choose one of {', '.join(ESTIMATORS)}")
-    xn, yn = check_pair(_to_numpy(x), _to_numpy(y), names=("x", "y"))
-    dev = _resolve_device(device)
-    if estimator == "ksg":
-        result = _estimate_ksg(xn, yn, k, ksg_algorithm, ksg_transform, seed, dev)
+    if ksg_transform not in PREPROCESSING:
+        raise ValueError(f"unknown KSG transform {ksg_transform!r}; choose one of {PREPROCESSING}")
+    if isinstance(permutations, bool) or int(permutations) < 0:
+        raise ValueError(f"permutations must be an integer >= 0, got {permutations}")
+    arrays = _check_inputs(x, y, z)
+    n = arrays["x"].shape[0]
+    if not 1 <= k < n:
+        raise ValueError(f"k must satisfy 1 <= k < number of samples ({n}), got {k}")
+    kinds = resolve_discrete(discrete, arrays)
+    dims = {key: a.shape[1] for key, a in arrays.items()}
+    if estimator == "auto":
+        names, reason = choose_estimator(dims, kinds, n)
     else:
-        result = _estimate_neural(
-            xn,
-            yn,
-            estimator,
-            critic=critic,
-            hidden=hidden,
-            embed_dim=embed_dim,
-            layers=layers,
-            steps=steps,
-            batch_size=batch_size,
-            lr=lr,
-            holdout=holdout,
-            eval_every=eval_every,
-            patience=patience,
-            transform=transform,
-            smile_clip=smile_clip,
-            seed=seed,
-            device=dev,
-            progress=progress,
+        names, reason = (estimator,), "requested"
+    from infomax.estimators.neural import NeuralSettings
+
+    cfg = NeuralSettings(critic, hidden, embed_dim, layers, steps, batch_size, lr, holdout,
+                         folds, eval_every, patience, transform, smile_clip)  # fmt: skip
+    ctx = _Context(arrays, kinds, k, ksg_algorithm, ksg_transform, cfg, seed,
+                   resolve_device(device), progress)  # fmt: skip
+    runs = {name: _run(name, ctx) for name in names}
+    result = _combine(runs, names, reason, dims, n)
+    if permutations:
+        stat_name = next((m for m in names if m not in NEURAL_ESTIMATORS), None)
+        stat_name = stat_name or _fast_kind(kinds)
+        obs = runs[stat_name]["mi"] if stat_name in runs else None
+        result.p_value, result.extra["permutation"] = _permutation_test(
+            ctx, stat_name, int(permutations), obs
         )
+    result.conditional = "z" in arrays
     result.seconds = time.perf_counter() - t0
     return result
 
 
-# ----------------------------------------------------------------------------------------- KSG
+def _check_inputs(x: Any, y: Any, z: Any) -> dict[str, np.ndarray]:
+    xn, yn = check_pair(_to_numpy(x), _to_numpy(y), names=("x", "y"))
+    arrays = {"x": xn, "y": yn}
+    if z is not None:
+        zn = check_samples(_to_numpy(z), "z")
+        if zn.shape[0] != xn.shape[0]:
+            raise ValueError(
+                f"z has {zn.shape[0]} samples (rows) but x and y have {xn.shape[0]}; row i of "
+                "each must be the same sample"
+            )
+        arrays["z"] = zn
+    return arrays
 
 
-def _estimate_ksg(x, y, k, algorithm, transform, seed, device) -> MIResult:
-    if transform not in PREPROCESSING:
-        raise ValueError(f"unknown KSG transform {transform!r}; choose one of {PREPROCESSING}")
-    n = x.shape[0]
-    if not 1 <= k < n:
-        raise ValueError(f"k must satisfy 1 <= k < number of samples ({n}), got {k}")
-    gen = torch.Generator().manual_seed(int(seed))
-    xt = preprocess(torch.from_numpy(x).to(device), transform, generator=gen)
-    yt = preprocess(torch.from_numpy(y).to(device), transform, generator=gen)
-    mi = float(ksg_pointwise(xt, yt, k, algorithm=algorithm).mean())
-    se = _split_stderr(xt, yt, k, 10, algorithm, seed, 2**22)
-    extra = {
-        "k": k,
-        "algorithm": algorithm,
-        "transform": transform,
-        "stderr_method": "std over 10 disjoint random parts / sqrt(10)",
-        "dim_x": x.shape[1],
-        "dim_y": y.shape[1],
-    }
-    return MIResult(mi, "ksg", se, 0, n, 0.0, extra)
+@dataclass
+class _Context:
+    arrays: dict[str, np.ndarray]
+    kinds: dict[str, np.ndarray]
+    k: int
+    algorithm: int
+    transform: str
+    cfg: Any
+    seed: int
+    device: torch.device
+    progress: bool
+    _prepared: dict[str, torch.Tensor] | None = None
+
+    def prepared(self) -> dict[str, torch.Tensor]:
+        """kNN inputs: continuous columns preprocessed, discrete ones as spread-out codes."""
+        if self._prepared is None:
+            from infomax.estimators.discrete import categorical_codes
+
+            gen = torch.Generator().manual_seed(int(self.seed))
+            out = {}
+            for key, a in self.arrays.items():
+                cols = torch.empty(a.shape, dtype=torch.float64)
+                disc = self.kinds[key]
+                if (~disc).any():
+                    cont = torch.from_numpy(np.ascontiguousarray(a[:, ~disc]))
+                    cols[:, torch.from_numpy(~disc)] = preprocess(
+                        cont, self.transform, generator=gen
+                    )
+                if disc.any():
+                    cols[:, torch.from_numpy(disc)] = categorical_codes(a[:, disc])
+                out[key] = cols.to(self.device)
+            self._prepared = out
+        return self._prepared
 
 
-# -------------------------------------------------------------------------------------- neural
+def _fast_kind(kinds: dict[str, np.ndarray]) -> str:
+    """The non-neural estimator that fits these column kinds (the permutation statistic)."""
+    names, _ = choose_estimator({key: 1 for key in kinds}, kinds, 10**6)
+    return names[0]
 
 
-class _MarginalTransform:
-    """Per-coordinate transform fitted on training samples (``standardize`` or ``rank``)."""
+def _statistic(name: str, ctx: _Context):
+    """``f(idx, perm) -> float``: the ``name`` estimate on rows ``idx`` (None: all), with the
+    rows of X replaced by rows ``perm`` (None: unpermuted)."""
+    from infomax.estimators import discrete as D
 
-    def __init__(self, train: torch.Tensor, method: str):
-        if method not in ("standardize", "rank"):
-            raise ValueError(f"unknown transform {method!r}; choose 'standardize' or 'rank'")
-        self.method = method
-        self.mean = train.mean(0)
-        std = train.std(0) if train.shape[0] > 1 else torch.ones_like(self.mean)
-        self.std = torch.where(std > 0, std, torch.ones_like(std))
-        self.sorted = torch.sort(train, dim=0).values.t().contiguous()  # (d, n)
+    cond = "z" in ctx.arrays
+    src = ctx.arrays if name == "plugin" else None
 
-    def __call__(self, a: torch.Tensor) -> torch.Tensor:
-        if self.method == "standardize":
-            return (a - self.mean) / self.std
-        n = self.sorted.shape[1]
-        at = a.t().contiguous()
-        # linear interpolation of the (0-based) rank among the training values
-        hi = torch.searchsorted(self.sorted, at).clamp(1, n - 1)
-        lo = hi - 1
-        s_lo = self.sorted.gather(1, lo)
-        s_hi = self.sorted.gather(1, hi)
-        width = (s_hi - s_lo).clamp_min(1e-300)
-        rank = lo + ((at - s_lo) / width).clamp(0.0, 1.0)
-        rank = torch.where(at < self.sorted[:, :1], torch.full_like(rank, -0.5), rank)
-        rank = torch.where(at > self.sorted[:, -1:], torch.full_like(rank, n - 0.5), rank)
-        u = (rank + 1.0) / (n + 1.0)
-        return torch.special.ndtri(u).t().contiguous()
+    def pick(key, idx, perm):
+        a = src[key] if src is not None else ctx.prepared()[key]
+        rows = idx if key != "x" or perm is None else (perm if idx is None else perm[idx])
+        if rows is None:
+            return a
+        return a[rows] if src is not None else a[torch.as_tensor(rows, device=a.device)]
 
+    def f(idx=None, perm=None) -> float:
+        x, y = pick("x", idx, perm), pick("y", idx, perm)
+        zz = pick("z", idx, perm) if cond else None
+        if name == "ksg":
+            if cond:
+                return float(ksg_cmi_pointwise(x, y, zz, ctx.k).mean())
+            return float(ksg_pointwise(x, y, ctx.k, algorithm=ctx.algorithm).mean())
+        if name == "plugin":
+            return D.plugin_cmi(x, y, zz) if cond else D.plugin_mi(x, y)
+        if name == "mixed":
+            return D.mixed_ksg_cmi(x, y, zz, ctx.k) if cond else D.mixed_ksg_mi(x, y, ctx.k)
+        if cond:
+            raise ValueError("the Ross estimator is for I(X; Y); with --given use mixed or auto")
+        disc_x = bool(ctx.kinds["x"].all())
+        if not disc_x and not ctx.kinds["y"].all():
+            raise ValueError(
+                "the Ross estimator needs one variable all discrete (--discrete x or y); "
+                "use mixed or auto"
+            )
+        raw_rows = idx if idx is not None else slice(None)
+        if disc_x:
+            lab = ctx.arrays["x"] if perm is None else ctx.arrays["x"][perm]
+            return D.ross_mi(lab[raw_rows], y, ctx.k)
+        return D.ross_mi(ctx.arrays["y"][raw_rows], x, ctx.k)
 
-def _split(n: int, holdout: float, gen: torch.Generator) -> tuple[torch.Tensor, ...]:
-    if not 0.0 < holdout < 1.0:
-        raise ValueError(f"holdout must be a fraction in (0, 1), got {holdout}")
-    n_hold = int(round(holdout * n))
-    n_val = n_hold // 2
-    n_eval = n_hold - n_val
-    n_train = n - n_hold
-    if n_val < 5 or n_eval < 5 or n_train < 5:
-        raise ValueError(
-            f"{n} samples with holdout={holdout} leave {n_train} for training, {n_val} for "
-            f"validation and {n_eval} for evaluation; neural estimators need at least 5 in each "
-            "(use more samples, another holdout, or --estimator ksg)"
-        )
-    perm = torch.randperm(n, generator=gen)
-    return perm[:n_train], perm[n_train : n_train + n_val], perm[n_train + n_val :]
+    return f
 
 
-def _build_critic(critic: str, dx: int, dy: int, hidden: int, embed_dim: int, layers: int):
-    from infomax.estimators import critics as critics_mod
-
-    if critic == "separable":
-        return critics_mod.SeparableCritic(
-            dx, dy, hidden=hidden, embed_dim=embed_dim, layers=layers
-        )
-    if critic == "concat":
-        return critics_mod.ConcatCritic(dx, dy, hidden=hidden, layers=layers)
-    raise ValueError(f"unknown critic {critic!r}; choose one of {', '.join(CRITICS)}")
-
-
-def _figure(name: str, scores: torch.Tensor, smile_clip: float) -> torch.Tensor:
-    """The MI figure reported for a critic trained with bound ``name`` (see module docstring)."""
-    from infomax.estimators import bounds
-
-    if name == "infonce":
-        return bounds.infonce(scores).mi
-    if name == "nwj":
-        return bounds.nwj_bound(scores).mi
-    if name == "smile":
-        return bounds.smile_bound(scores, clip=smile_clip).mi
-    return bounds.dv_bound(scores).mi  # dv, mine, jsd
+def _split_stderr(stat, n: int, seed: int, min_part: int) -> tuple[float, int]:
+    """``std(estimates on disjoint random parts) / sqrt(parts)`` and its degrees of freedom."""
+    m = min(_PARTS, n // min_part)
+    if m < 2:
+        return math.nan, 0
+    perm = np.random.default_rng(int(seed) + 1).permutation(n)
+    size = n // m
+    est = np.array([stat(np.sort(perm[j * size : (j + 1) * size])) for j in range(m)])
+    return float(est.std(ddof=1) / math.sqrt(m)), m - 1
 
 
-def _jackknife(name: str, scores: torch.Tensor, smile_clip: float, groups: int) -> float:
-    m = scores.shape[0]
-    g = min(groups, m)
-    if g < 2:
-        return math.nan
-    ids = torch.arange(m, device=scores.device) % g
-    values = []
-    for j in range(g):
-        keep = ids != j
-        values.append(float(_figure(name, scores[keep][:, keep], smile_clip)))
-    v = torch.tensor(values, dtype=torch.float64)
-    return float(torch.sqrt((g - 1) / g * ((v - v.mean()) ** 2).sum()))
+def _run(name: str, ctx: _Context) -> dict[str, Any]:
+    """One estimator on the context's data: mi, stderr, df, method, sample counts, details."""
+    n = ctx.arrays["x"].shape[0]
+    if name in NEURAL_ESTIMATORS:
+        return _run_neural(name, ctx)
+    stat = _statistic(name, ctx)
+    mi = stat()
+    se, df = _split_stderr(stat, n, ctx.seed, max(20, 4 * ctx.k))
+    method = f"std over {df + 1} disjoint random parts / sqrt({df + 1})"
+    out = {"mi": mi, "stderr": se, "df": df, "n_train": 0, "n_eval": n, "stderr_method": method}
+    if name in ("ksg", "mixed", "ross"):
+        out.update(k=ctx.k, transform=ctx.transform)
+    if name == "ksg":
+        out["algorithm"] = 1 if "z" in ctx.arrays else ctx.algorithm
+    if name == "plugin":
+        joint = np.hstack(list(ctx.arrays.values()))
+        out["cells"] = int(np.unique(joint, axis=0).shape[0])
+    return out
 
 
-def _estimate_neural(
-    x: np.ndarray,
-    y: np.ndarray,
-    name: str,
-    *,
-    critic: str,
-    hidden: int,
-    embed_dim: int,
-    layers: int,
-    steps: int,
-    batch_size: int,
-    lr: float,
-    holdout: float,
-    eval_every: int,
-    patience: int,
-    transform: str,
-    smile_clip: float,
-    seed: int,
-    device: torch.device,
-    progress: bool,
-) -> MIResult:
-    from infomax.estimators import bounds
+def _run_neural(name: str, ctx: _Context) -> dict[str, Any]:
+    from infomax.estimators.neural import neural_estimate
 
-    for label, value in (
-        ("steps", steps),
-        ("batch_size", batch_size),
-        ("eval_every", eval_every),
-        ("patience", patience),
-        ("hidden", hidden),
-        ("embed_dim", embed_dim),
-        ("layers", layers),
-    ):
-        if int(value) < 1:
-            raise ValueError(f"{label} must be a positive integer, got {value}")
-    if not lr > 0:
-        raise ValueError(f"lr must be positive, got {lr}")
-    if critic not in CRITICS:
-        raise ValueError(f"unknown critic {critic!r}; choose one of {', '.join(CRITICS)}")
+    def fit(a: np.ndarray, b: np.ndarray, seed: int) -> dict[str, Any]:
+        return neural_estimate(a, b, name, ctx.cfg, seed=seed, device=ctx.device,
+                               progress=ctx.progress)  # fmt: skip
 
-    n = x.shape[0]
-    gen = torch.Generator().manual_seed(int(seed))
-    tr, va, ev = _split(n, holdout, gen)
-    xt = torch.from_numpy(x).float()
-    yt = torch.from_numpy(y).float()
-    fx = _MarginalTransform(xt[tr], transform)
-    fy = _MarginalTransform(yt[tr], transform)
-    xt, yt = fx(xt).to(device), fy(yt).to(device)
-    x_tr, y_tr = xt[tr.to(device)], yt[tr.to(device)]
-    x_va, y_va = xt[va.to(device)], yt[va.to(device)]
-    x_ev, y_ev = xt[ev.to(device)], yt[ev.to(device)]
-    n_train = len(tr)
-    batch = min(batch_size, n_train)
-
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(int(seed))
-        model = _build_critic(critic, x.shape[1], y.shape[1], hidden, embed_dim, layers)
-    model = model.to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    bound_fn = bounds.get_bound(name)
-    ema = None
-
-    def train_loss(scores: torch.Tensor) -> torch.Tensor:
-        nonlocal ema
-        if name == "mine":
-            out, ema = bounds.mine_bound(scores, ema=ema)
-            return out.loss
-        if name == "smile":
-            return bounds.smile_bound(scores, clip=smile_clip).loss
-        return bound_fn(scores).loss
-
-    # held-out score matrices are computed in row chunks: the concat critic holds
-    # rows x M x hidden activations
-    per_row = (hidden if critic == "concat" else 1) * max(len(va), len(ev))
-    rows_per_chunk = max(1, 2**24 // per_row)
-
-    @torch.no_grad()
-    def held_out_scores(xh: torch.Tensor, yh: torch.Tensor) -> torch.Tensor:
-        model.eval()
-        s = torch.cat(
-            [model(xh[i : i + rows_per_chunk], yh) for i in range(0, len(xh), rows_per_chunk)]
-        )
-        model.train()
-        return s
-
-    from tqdm.auto import tqdm
-
-    bar = tqdm(
-        total=steps,
-        desc=f"{name} critic",
-        disable=not progress,
-        file=sys.stderr,
-        leave=False,
-        dynamic_ncols=True,
+    x, y = ctx.arrays["x"], ctx.arrays["y"]
+    if "z" not in ctx.arrays:
+        return fit(x, y, ctx.seed)
+    zz = ctx.arrays["z"]
+    joint, marg = fit(x, np.hstack([y, zz]), ctx.seed), fit(x, zz, ctx.seed + 7)
+    out = dict(joint)
+    out.update(
+        mi=joint["mi"] - marg["mi"],
+        stderr=math.hypot(joint["stderr"], marg["stderr"]),
+        df=min(joint["df"], marg["df"]),
+        chain_rule={"i_x_yz": joint["mi"], "i_x_z": marg["mi"]},
+        fits=joint["fits"] + marg["fits"],
+        stderr_method=joint["stderr_method"] + ", for each term of the chain rule",
     )
-    best_val = -math.inf
-    best_state = copy.deepcopy(model.state_dict())
-    best_step = 0
-    since_best = 0
-    stop_reason = "max steps"
-    step = 0
-    perm = torch.randperm(n_train, generator=gen).to(device)
-    pos = 0
-    val_history = []
-    try:
-        for step in range(1, steps + 1):
-            if pos + batch > n_train:
-                perm = torch.randperm(n_train, generator=gen).to(device)
-                pos = 0
-            idx = perm[pos : pos + batch]
-            pos += batch
-            loss = train_loss(model(x_tr[idx], y_tr[idx]))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            bar.update(1)
-            if step % eval_every == 0 or step == steps:
-                if not math.isfinite(float(loss.detach())):
-                    stop_reason = "non-finite training loss"
-                    break
-                val = float(_figure(name, held_out_scores(x_va, y_va), smile_clip))
-                val_history.append(round(val, 4))
-                bar.set_postfix(val_mi=f"{val:.3f}")
-                if math.isfinite(val) and val > best_val + 1e-3:
-                    best_val, best_step, since_best = val, step, 0
-                    best_state = copy.deepcopy(model.state_dict())
-                else:
-                    since_best += 1
-                    if since_best >= patience:
-                        stop_reason = "early stopping"
-                        break
-    finally:
-        bar.close()
-    model.load_state_dict(best_state)
-    scores = held_out_scores(x_ev, y_ev).float()
-    mi = float(_figure(name, scores, smile_clip))
-    se = _jackknife(name, scores, smile_clip, _JACKKNIFE_GROUPS)
-    m = scores.shape[0]
-    extra: dict[str, Any] = {
-        "critic": critic,
-        "hidden": hidden,
-        "embed_dim": embed_dim,
-        "layers": layers,
-        "batch_size": batch,
-        "lr": lr,
-        "holdout": holdout,
-        "transform": transform,
-        "n_val": len(va),
-        "steps_run": step,
-        "best_step": best_step,
-        "stop_reason": stop_reason,
-        "val_mi": best_val,
-        "val_history": val_history,
-        "stderr_method": f"jackknife over {min(_JACKKNIFE_GROUPS, m)} groups of held-out samples",
-        "device": str(device),
-        "dim_x": x.shape[1],
-        "dim_y": y.shape[1],
-    }
-    if name == "infonce":
-        extra["cap_nats"] = math.log(m)
-        extra["train_cap_nats"] = math.log(batch)
-    if name == "jsd":
-        extra["nwj"] = float(bounds.nwj_bound(scores + 1.0).mi)
-    if name == "smile":
-        extra["smile_clip"] = smile_clip
-    return MIResult(mi, name, se, n_train, m, 0.0, extra)
+    return out
+
+
+def _interval(mi: float, se: float, df: int) -> tuple[float, float] | None:
+    if not math.isfinite(se) or df < 1:
+        return None
+    from scipy.stats import t
+
+    half = float(t.ppf(0.975, df)) * se
+    return (mi - half, mi + half)
+
+
+def _combine(runs: dict, names: tuple, reason: str, dims: dict, n: int) -> MIResult:
+    """The reported figure, with the reason for it and every warning that applies."""
+    dim = sum(dims.values())
+    warns: list[str] = []
+    chosen = names[0]
+    if len(names) == 2:  # auto: KSG and InfoNCE
+        a, b = runs[names[0]], runs[names[1]]
+        chosen = names[1] if b["mi"] > a["mi"] else names[0]
+        reason += f"; {names[0]} {a['mi']:.3f}, {names[1]} {b['mi']:.3f}: {chosen} reported"
+        warns += trust.disagreement(
+            (names[0], a["mi"], a["stderr"]), (names[1], b["mi"], b["stderr"])
+        )
+    r = runs[chosen]
+    if chosen in ("ksg", "mixed", "ross"):
+        warns += trust.knn_warnings(dim, n, r["mi"])
+    if chosen in NEURAL_ESTIMATORS:
+        warns += trust.neural_warnings(chosen, r)
+        if "chain_rule" in r:
+            warns.append(
+                "conditional MI from a neural estimator is the difference of two lower bounds "
+                "(chain rule), which is not itself a bound; the conditional KSG (--estimator "
+                "ksg) is more reliable in low dimension"
+            )
+    if chosen == "plugin" and r.get("cells", 0) > n / 5:
+        warns.append(
+            f"{r['cells']} distinct joint values for {n} samples: the plug-in estimate is "
+            "biased upwards when most values are seen only a few times, even with Miller-Madow"
+        )
+    warns += trust.sample_size_warnings(dim, n, r["mi"])
+    extra = {key: v for key, v in r.items() if key not in ("mi", "stderr", "n_train", "n_eval")}
+    extra.update({f"dim_{key}": d for key, d in dims.items()}, n=n)
+    if len(runs) > 1:
+        extra["estimates"] = {m: {"mi": v["mi"], "stderr": v["stderr"]} for m, v in runs.items()}
+    return MIResult(
+        mi=float(r["mi"]), estimator=chosen, stderr=float(r["stderr"]), n_train=r["n_train"],
+        n_eval=r["n_eval"], seconds=0.0, extra=extra, warnings=warns, reason=reason,
+        interval=_interval(r["mi"], r["stderr"], r["df"]),
+    )  # fmt: skip
+
+
+def _permutation_test(ctx: _Context, name: str, count: int, observed: float | None):
+    """p-value of ``I = 0``: X's rows shuffled ``count`` times (within the strata of a discrete
+    Z for conditional MI), ``p = (1 + #{shuffled >= observed}) / (1 + count)``."""
+    stat = _statistic(name, ctx)
+    obs = stat() if observed is None else observed
+    n = ctx.arrays["x"].shape[0]
+    rng = np.random.default_rng(int(ctx.seed) + 12345)
+    strata = None
+    if "z" in ctx.arrays:
+        if not ctx.kinds["z"].all():
+            raise ValueError(
+                "a permutation test of conditional MI needs a discrete Z (X is shuffled within "
+                "each value of Z); discretise Z, declare it with --discrete z, or drop "
+                "--permutations"
+            )
+        strata = np.unique(ctx.arrays["z"], axis=0, return_inverse=True)[1].reshape(-1)
+    null = []
+    for _ in range(count):  # each shuffle is one full (vectorised) estimate
+        if strata is None:
+            perm = rng.permutation(n)
+        else:
+            perm = np.arange(n)
+            for s in np.unique(strata):
+                rows = np.flatnonzero(strata == s)
+                perm[rows] = rng.permutation(rows)
+        null.append(stat(None, perm))
+    null_arr = np.asarray(null)
+    p = float((1 + np.sum(null_arr >= obs)) / (1 + count))
+    info = {"statistic": name, "observed": float(obs), "count": count,
+            "null_mean": float(null_arr.mean()), "null_max": float(null_arr.max())}  # fmt: skip
+    return p, info

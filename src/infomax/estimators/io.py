@@ -22,7 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["MIN_SAMPLES", "load_samples", "load_pair", "check_samples", "check_pair"]
+__all__ = [
+    "MIN_SAMPLES",
+    "check_pair",
+    "check_samples",
+    "load_pair",
+    "load_samples",
+    "load_table",
+]
 
 #: fewer paired samples than this cannot support any estimate
 MIN_SAMPLES = 10
@@ -41,6 +48,16 @@ def _split_key(spec: str) -> tuple[str, str | None]:
 
 def load_samples(spec: str | os.PathLike) -> np.ndarray:
     """Load one sample file (see the module docstring) as a float64 array of shape (N, D).
+
+    Same errors as :func:`load_table`.
+    """
+    return load_table(spec)[0]
+
+
+def load_table(spec: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
+    """Load one sample file as ``(array (N, D) float64, column names)``.
+
+    Names come from a text file's header line, else ``col0, col1, ...``.
 
     Raises:
         FileNotFoundError: the file does not exist (the message names the path).
@@ -61,22 +78,33 @@ def load_samples(spec: str | os.PathLike) -> np.ndarray:
         )
     if key is not None and ext != ".npz":  # pragma: no cover - _split_key only splits .npz
         raise ValueError(f"a ':key' suffix only applies to .npz files, got {spec}")
+    header = None
     if ext == ".npy":
         arr = _load_npy(path)
     elif ext == ".npz":
         arr = _load_npz(path, key)
     else:
-        arr = _load_text(path)
-    return check_samples(arr, name=os.fspath(spec))
+        arr, header = _load_text(path)
+    arr = check_samples(arr, name=os.fspath(spec))
+    if header is None or len(header) != arr.shape[1]:
+        header = [f"col{j}" for j in range(arr.shape[1])]
+    return arr, header
 
 
 def _load_npy(path: Path) -> np.ndarray:
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path} is an empty file (0 bytes); save a numeric array with numpy.save")
     try:
         return np.load(path, allow_pickle=False)
+    except (EOFError, OSError) as exc:  # truncated or not a .npy file at all
+        raise ValueError(
+            f"cannot read {path} as a .npy array ({exc or type(exc).__name__}); the file is "
+            "truncated or not a .npy file: save it again with numpy.save"
+        ) from None
     except ValueError as exc:  # object arrays need pickle; corrupt files
         raise ValueError(
-            f"cannot read {path} as a numeric .npy array ({exc}); save a numeric array with "
-            "numpy.save"
+            f"cannot read {path} as a numeric .npy array ({exc}): the file is truncated, not a "
+            ".npy file, or holds Python objects; save a numeric array with numpy.save"
         ) from None
 
 
@@ -111,7 +139,7 @@ def _parse_row(fields: list[str]) -> list[float] | None:
         return None
 
 
-def _load_text(path: Path) -> np.ndarray:
+def _load_text(path: Path) -> tuple[np.ndarray, list[str] | None]:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
@@ -132,9 +160,9 @@ def _load_text(path: Path) -> np.ndarray:
             [f.strip() for f in r]
             for r in csv.reader(io.StringIO("\n".join(lines)), delimiter=delimiter)
         ]
-    start = 0
+    start, header = 0, None
     if _parse_row(rows[0]) is None:  # a header line
-        start = 1
+        start, header = 1, [f.strip() for f in rows[0]]
     values = []
     width = None
     for lineno, fields in enumerate(rows[start:], start=start + 1):
@@ -154,7 +182,7 @@ def _load_text(path: Path) -> np.ndarray:
         values.append(parsed)
     if not values:
         raise ValueError(f"{path} holds a header but no data rows")
-    return np.asarray(values, dtype=np.float64)
+    return np.asarray(values, dtype=np.float64), header
 
 
 def check_samples(arr: np.ndarray, name: str = "samples") -> np.ndarray:
