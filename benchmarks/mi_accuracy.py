@@ -45,6 +45,7 @@ class Case:
     true_mi: float
     sample: Sampler
     highdim: bool = False
+    mid: bool = False  # 3 to 10 coordinates in all (the issue-12 cases up to 5 + 5)
 
 
 def gauss_mi(rho: float, d: int = 1) -> float:
@@ -102,17 +103,18 @@ def _uniform_noise(a: float) -> Sampler:
     return sample
 
 
-def student_t_mi(nu: float, rho: float) -> float:
-    """I(X; Y) of the bivariate Student-t with nu degrees of freedom and correlation matrix rho.
+def student_t_mi(nu: float, rho: float, d: int = 1) -> float:
+    """I(X; Y) of a Student-t with nu degrees of freedom, X and Y of d coordinates each, and
+    correlation rho between coordinate i of X and coordinate i of Y (identity otherwise).
 
     From h(t_p(nu, S)) = 0.5 log det S + log[(nu pi)^(p/2) G(nu/2) / G((nu+p)/2)]
     + (nu+p)/2 [psi((nu+p)/2) - psi(nu/2)] and I = h(X) + h(Y) - h(X, Y) (the marginals are
-    univariate t with the same nu).
+    t laws of d coordinates with the same nu).
     """
-    p1 = p2 = 1
+    p1 = p2 = d
     p = p1 + p2
     return (
-        -0.5 * math.log(1.0 - rho**2)
+        -0.5 * d * math.log(1.0 - rho**2)
         + gammaln(nu / 2)
         + gammaln((nu + p) / 2)
         - gammaln((nu + p1) / 2)
@@ -124,9 +126,9 @@ def student_t_mi(nu: float, rho: float) -> float:
     )
 
 
-def _student_t(nu: float, rho: float) -> Sampler:
+def _student_t(nu: float, rho: float, d: int = 1) -> Sampler:
     def sample(n, rng):
-        x, y = _corr_gauss(rho)(n, rng)
+        x, y = _corr_gauss(rho, d)(n, rng)
         w = np.sqrt(rng.chisquare(nu, (n, 1)) / nu)
         return x / w, y / w
 
@@ -141,9 +143,53 @@ def _independent_heavy(n, rng):
     return rng.standard_cauchy((n, 1)), rng.lognormal(0.0, 2.0, (n, 1))
 
 
+def _sparse(dim: int, rhos: tuple[float, ...]) -> Sampler:
+    """X, Y of ``dim`` coordinates each; coordinate i of Y depends on coordinate i of X with
+    correlation rhos[i] for the first len(rhos) coordinates, the rest is independent noise."""
+    r = np.zeros(dim)
+    r[: len(rhos)] = rhos
+
+    def sample(n, rng):
+        x = rng.standard_normal((n, dim))
+        return x, r * x + np.sqrt(1.0 - r**2) * rng.standard_normal((n, dim))
+
+    return sample
+
+
+def sparse_mi(rhos: tuple[float, ...]) -> float:
+    return sum(gauss_mi(r) for r in rhos)
+
+
+def spiral(x: np.ndarray, turns: float = 1.0) -> np.ndarray:
+    """Rotate each point of the first two coordinates by ``2 pi turns |x|``: a diffeomorphism
+    of the plane (the radius is kept, the angle shifted by a function of the radius), so the MI
+    with anything is unchanged; no per-coordinate transform undoes it."""
+    r = np.hypot(x[:, 0], x[:, 1])
+    t = 2 * math.pi * turns * r
+    c, s = np.cos(t), np.sin(t)
+    out = x.copy()
+    out[:, 0] = c * x[:, 0] - s * x[:, 1]
+    out[:, 1] = s * x[:, 0] + c * x[:, 1]
+    return out
+
+
+def half_cube(x: np.ndarray) -> np.ndarray:
+    """``x |x|^(1/2)``, the half-cube map of the bmi benchmark (increasing, per coordinate)."""
+    return x * np.sqrt(np.abs(x))
+
+
+def _gauss_plus_nonlinear(n, rng):
+    """X ~ N(0, I2) spiral-warped; Y = X + N(0, 0.5^2 I2) also through a shear (invertible)."""
+    x = rng.standard_normal((n, 2))
+    y = x + 0.5 * rng.standard_normal((n, 2))
+    return spiral(x, 0.5), np.c_[y[:, 0], y[:, 1] + 0.5 * y[:, 0] ** 3]
+
+
 def make_cases() -> list[Case]:
     cov22, mi22 = _random_cov(2, 2, seed=11)
     cov33, mi33 = _random_cov(3, 3, seed=12)
+    cov55, mi55 = _random_cov(5, 5, seed=13)
+    cov2525, mi2525 = _random_cov(25, 25, seed=14)
     rho_hd = math.sqrt(1.0 - math.exp(-2.0 * 2.0 / 10))  # 2 nats over 10 coordinate pairs
     rho_25 = math.sqrt(1.0 - math.exp(-2.0 * 2.0 / 25))  # 2 nats over 25 coordinate pairs
     cube = np.power
@@ -179,7 +225,52 @@ def make_cases() -> list[Case]:
         Case("student-t nu=1 rho=0", student_t_mi(1, 0.0), _student_t(1, 0.0)),
         Case("student-t nu=1 rho=0.9", student_t_mi(1, 0.9), _student_t(1, 0.9)),
         Case("student-t nu=3 rho=0.5", student_t_mi(3, 0.5), _student_t(3, 0.5)),
+        # --- issue 12: mid dimension, sparse interactions, warps, heavy tails (up to 5 + 5)
+        Case("sparse 5+5 (2 of 5 pairs)", sparse_mi((0.9, 0.6)), _sparse(5, (0.9, 0.6)), mid=True),
+        Case(
+            "sparse 5+5, half-cube",
+            sparse_mi((0.9, 0.6)),
+            _mapped(_sparse(5, (0.9, 0.6)), half_cube, half_cube),
+            mid=True,
+        ),
+        Case("gauss 5+5 random cov", mi55, _mv_gauss(cov55, 5), mid=True),
+        Case("gauss 5+5 rho=0.5 each", gauss_mi(0.5, 5), _corr_gauss(0.5, 5), mid=True),
+        Case(
+            "spiral 2+2 (x spiral, y sheared)",
+            2 * gauss_mi(1 / math.sqrt(1.25)),
+            _gauss_plus_nonlinear,
+            mid=True,
+        ),
+        Case(
+            "spiral 2+2, 1.5 turns",
+            2 * gauss_mi(1 / math.sqrt(1.25)),
+            _mapped(_corr_gauss(1 / math.sqrt(1.25), 2), lambda x: spiral(x, 1.5), lambda y: y),
+            mid=True,
+        ),
+        Case(
+            "student-t 2+2 nu=2 rho=0.8", student_t_mi(2, 0.8, 2), _student_t(2, 0.8, 2), mid=True
+        ),
+        Case(
+            "student-t 5+5 nu=3 rho=0.6, asinh",
+            student_t_mi(3, 0.6, 5),
+            _mapped(_student_t(3, 0.6, 5), np.arcsinh, lambda y: y),
+            mid=True,
+        ),
+        Case(
+            "independent 5+5 cauchy",
+            0.0,
+            lambda n, rng: (rng.standard_cauchy((n, 5)), rng.standard_cauchy((n, 5))),
+            mid=True,
+        ),
+        # --- high dimension
         Case("gauss 10+10 rho_i (2 nats)", 2.0, _corr_gauss(rho_hd, 10), highdim=True),
+        Case(
+            "sparse 25+25 (3 of 25 pairs)",
+            sparse_mi((0.9, 0.8, 0.6)),
+            _sparse(25, (0.9, 0.8, 0.6)),
+            highdim=True,
+        ),
+        Case("gauss 25+25 random cov", mi2525, _mv_gauss(cov2525, 25), highdim=True),
         Case("gauss 25+25 rho_i (2 nats)", 2.0, _corr_gauss(rho_25, 25), highdim=True),
     ]
 
@@ -196,11 +287,17 @@ NEURAL = ["infonce", "jsd", "dv", "mine", "nwj", "smile"]
 
 
 def run_one(name: str, x: np.ndarray, y: np.ndarray, seed: int, options: dict):
+    """One estimate; ``NAME@standardize`` runs a neural bound on standardised inputs."""
     from infomax.estimators.fit import estimate_mi
 
     if name in KSG_VARIANTS:
-        return estimate_mi(x, y, "ksg", seed=seed, **KSG_VARIANTS[name])
-    return estimate_mi(x, y, name, seed=seed, progress=False, **options)
+        return estimate_mi(x, y, "ksg", seed=seed, device="cpu", **KSG_VARIANTS[name])
+    opts = dict(options)
+    if "@" in name:
+        name, opts["transform"] = name.split("@", 1)
+    if name == "ksg":  # KSG settings only; the neural options do not apply
+        opts = {}
+    return estimate_mi(x, y, name, seed=seed, progress=False, device="cpu", **opts)
 
 
 def _run_case(task: tuple) -> list[dict]:
@@ -217,18 +314,23 @@ def _run_case(task: tuple) -> list[dict]:
         t0 = time.perf_counter()
         res = run_one(est, x, y, seed, options)
         sec = time.perf_counter() - t0
+        lo, hi = res.interval if res.interval else (math.nan, math.nan)
         rows.append(
             {
                 "case": case.name,
                 "seed": seed,
                 "estimator": est,
+                "chosen": res.estimator,
                 "true_mi": case.true_mi,
                 "mi": res.mi,
                 "stderr": res.stderr,
+                "interval": [lo, hi],
+                "covered": bool(lo <= case.true_mi <= hi),
                 "abs_error": abs(res.mi - case.true_mi),
                 "seconds": sec,
+                "group": _group(case),
                 "highdim": case.highdim,
-                "steps_run": res.extra.get("steps_run"),
+                "warnings": res.warnings,
             }
         )
         print(
@@ -238,6 +340,10 @@ def _run_case(task: tuple) -> list[dict]:
             flush=True,
         )
     return rows
+
+
+def _group(case: Case) -> str:
+    return "high" if case.highdim else ("mid" if case.mid else "low")
 
 
 def _parse_options(items: list[str]) -> dict:
@@ -255,7 +361,7 @@ def _parse_options(items: list[str]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--estimators", nargs="+", default=["ksg", *NEURAL])
+    parser.add_argument("--estimators", nargs="+", default=["auto", "ksg", *NEURAL])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--n", type=int, default=5000, help="samples per case (default 5000)")
     parser.add_argument(
@@ -267,6 +373,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--highdim", action="store_true", help="add the 10+10 and 25+25 cases")
     parser.add_argument("--only-highdim", action="store_true")
+    parser.add_argument("--only-mid", action="store_true", help="only the 3 to 10 dim cases")
+    parser.add_argument("--only-low", action="store_true", help="only the 1+1 to 3+3 cases")
     parser.add_argument("--cases", nargs="+", default=None, help="substrings of case names")
     parser.add_argument("--out", default=None, help="write all rows as JSON to this file")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
@@ -287,6 +395,10 @@ def main(argv: list[str] | None = None) -> int:
     cases = make_cases()
     if args.only_highdim:
         cases = [c for c in cases if c.highdim]
+    elif args.only_mid:
+        cases = [c for c in cases if c.mid]
+    elif args.only_low:
+        cases = [c for c in cases if not (c.mid or c.highdim)]
     elif not args.highdim:
         cases = [c for c in cases if not c.highdim]
     if args.cases:
@@ -317,26 +429,42 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def calibrate(cases: list[Case], estimators: list[str], reps: int, n: int, options) -> int:
-    """Is the reported stderr the spread of the estimate over independent samples?"""
-    print(f"\nstderr calibration: {reps} independent samples of n = {n} per case\n")
-    print("| case | estimator | sd of estimates | median reported stderr | ratio |")
-    print("|---|---|---:|---:|---:|")
+    """Calibration of the reported interval over ``reps`` independent samples per case.
+
+    Coverage is measured against the estimator's own mean over the samples (what the interval
+    claims to cover: sampling and training variability), the bias against the truth separately.
+    """
+    print(f"\ninterval calibration: {reps} independent samples (seeds) of n = {n} per case\n")
+    print(
+        "| case | estimator | true MI | mean | bias | sd of estimates | median stderr | "
+        "sd / stderr | 95% interval covers the mean | covers the truth | s per run |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    t_all = time.perf_counter()
     for case in cases:
         for est in estimators:
-            mis, ses = [], []
+            res, secs = [], []
             for rep in range(reps):
                 x, y = case.sample(n, np.random.default_rng(10_000 + rep))
-                res = run_one(est, x, y, rep, options)
-                mis.append(res.mi)
-                ses.append(res.stderr)
-            sd = statistics.stdev(mis)
-            se = statistics.median(ses)
-            print(f"| {case.name} | {est} | {sd:.4f} | {se:.4f} | {se / sd:.2f} |", flush=True)
+                t0 = time.perf_counter()
+                res.append(run_one(est, x, y, rep, options))
+                secs.append(time.perf_counter() - t0)
+            mis = [r.mi for r in res]
+            mean, sd = statistics.fmean(mis), statistics.stdev(mis)
+            se = statistics.median(r.stderr for r in res)
+            ivs = [r.interval for r in res if r.interval]
+            cov_mean = sum(lo <= mean <= hi for lo, hi in ivs) / max(len(ivs), 1)
+            cov_true = sum(lo <= case.true_mi <= hi for lo, hi in ivs) / max(len(ivs), 1)
+            print(f"| {case.name} | {est} | {case.true_mi:.3f} | {mean:.3f} | "
+                  f"{mean - case.true_mi:+.3f} | {sd:.4f} | {se:.4f} | {sd / se:.2f} | "
+                  f"{cov_mean:.2f} | {cov_true:.2f} | {statistics.median(secs):.1f} |",
+                  flush=True)  # fmt: skip
+    print(f"\n({time.perf_counter() - t_all:.0f} s in all)")
     return 0
 
 
 def print_tables(rows: list[dict], estimators: list[str]) -> None:
-    """Markdown tables: mean estimate per case and estimator, then abs errors per estimator."""
+    """Markdown tables: mean estimate per case and estimator, then error and coverage summaries."""
     cases = list(dict.fromkeys(r["case"] for r in rows))
     seeds = sorted({r["seed"] for r in rows})
     print(f"\nestimate (nats), mean over seeds {seeds}; n = samples per case\n")
@@ -347,24 +475,35 @@ def print_tables(rows: list[dict], estimators: list[str]) -> None:
         cells = []
         for est in estimators:
             er = [r for r in cr if r["estimator"] == est]
-            cells.append(f"{statistics.fmean(r['mi'] for r in er):.3f}" if er else "")
+            cell = f"{statistics.fmean(r['mi'] for r in er):.3f}" if er else ""
+            if est == "auto" and er:
+                cell += " " + "/".join(sorted({r["chosen"] for r in er}))
+            if er and any(r["warnings"] for r in er):
+                cell += " (w)"
+            cells.append(cell)
         print(f"| {case} | {cr[0]['true_mi']:.3f} | " + " | ".join(cells) + " |")
-    for group, label in ((False, "low-dimensional"), (True, "high-dimensional")):
-        grp = [r for r in rows if r["highdim"] == group]
+    print("\n(w): at least one run came with warnings; auto: the estimator(s) it reported")
+    groups = (("low", "low-dimensional (1+1 to 3+3)"), ("mid", "mid-dimensional (up to 5+5)"),
+              ("high", "high-dimensional (10+10, 25+25)"))  # fmt: skip
+    for group, label in groups:
+        grp = [r for r in rows if r.get("group", "high" if r["highdim"] else "low") == group]
         if not grp:
             continue
-        print(f"\n{label} cases: abs error over cases x seeds and seconds per run\n")
-        print("| estimator | median abs error | mean abs error | max abs error | median s |")
-        print("|---|---:|---:|---:|---:|")
+        print(f"\n{label} cases: abs error over cases x seeds, interval coverage, seconds\n")
+        print("| estimator | median abs error | mean abs error | max abs error | worst case | "
+              "95% interval covers truth | median s |")  # fmt: skip
+        print("|---|---:|---:|---:|---|---:|---:|")
         for est in estimators:
             er = [r for r in grp if r["estimator"] == est]
             if not er:
                 continue
             errs = [r["abs_error"] for r in er]
+            worst = max(er, key=lambda r: r["abs_error"])["case"]
+            cover = statistics.fmean(1.0 if r.get("covered") else 0.0 for r in er)
             secs = [r["seconds"] for r in er]
             print(
                 f"| {est} | {statistics.median(errs):.3f} | {statistics.fmean(errs):.3f} | "
-                f"{max(errs):.3f} | {statistics.median(secs):.1f} |"
+                f"{max(errs):.3f} | {worst} | {cover:.2f} | {statistics.median(secs):.1f} |"
             )
 
 

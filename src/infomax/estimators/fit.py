@@ -236,29 +236,19 @@ def estimate_mi(
         k, ksg_algorithm, ksg_transform: kNN neighbours, KSG algorithm (1 or 2; the conditional
             and mixed forms use 1) and per-coordinate preprocessing (``"rank"``,
             ``"standardize"``, ``"none"``).
-        critic: ``"dot"`` (``g(x)^T h(y)``; alias ``"separable"``) or ``"concat"``.
-        hidden, embed_dim, layers, steps, batch_size, lr, eval_every, patience: critic and
-            training settings (:class:`infomax.estimators.neural.NeuralSettings`).
-        folds: cross-fitting folds of the neural estimators (fresh critic each); 1 = one split
-            with ``holdout`` held out.
-        transform: neural estimators' per-coordinate input transform (``"rank"`` or
-            ``"standardize"``), fitted on each training part.
-        smile_clip: SMILE's clipping threshold tau.
-        permutations: if > 0, a permutation test of ``I = 0`` with this many shuffles
-            (``MIResult.p_value``).
+        critic, hidden, embed_dim, layers, steps, batch_size, lr, folds, holdout, eval_every,
+            patience, transform, smile_clip: the neural settings
+            (:class:`infomax.estimators.neural.NeuralSettings`): critic ``"dot"`` (alias
+            ``"separable"``) or ``"concat"``; ``folds`` fresh critics cross-fitted (1: one split
+            holding out ``holdout``); inputs ``"rank"``- or ``"standardize"``-transformed.
+        permutations: if > 0, a permutation test of ``I = 0`` (``MIResult.p_value``).
         seed: seeds splits, batches, initialisations, tie-breaking and permutations.
-        device: ``"auto"`` (GPU when available), ``"cpu"``, ``"cuda"``, ...
-        progress: a progress bar on stderr while critics train.
+        device: ``"auto"`` (GPU when available), ``"cpu"``, ``"cuda"``; progress: a bar.
     """
     from infomax.runtime import resolve_device
 
     t0 = time.perf_counter()
-    if estimator not in ESTIMATORS:
-        raise ValueError(f"unknown estimator {estimator!r}; choose one of {', '.join(ESTIMATORS)}")
-    if ksg_transform not in PREPROCESSING:
-        raise ValueError(f"unknown KSG transform {ksg_transform!r}; choose one of {PREPROCESSING}")
-    if isinstance(permutations, bool) or int(permutations) < 0:
-        raise ValueError(f"permutations must be an integer >= 0, got {permutations}")
+    _check_names(estimator, ksg_transform, permutations)
     arrays = _check_inputs(x, y, z)
     n = arrays["x"].shape[0]
     if not 1 <= k < n:
@@ -278,15 +268,23 @@ def estimate_mi(
     runs = {name: _run(name, ctx) for name in names}
     result = _combine(runs, names, reason, dims, n)
     if permutations:
-        stat_name = next((m for m in names if m not in NEURAL_ESTIMATORS), None)
-        stat_name = stat_name or _fast_kind(kinds)
-        obs = runs[stat_name]["mi"] if stat_name in runs else None
-        result.p_value, result.extra["permutation"] = _permutation_test(
-            ctx, stat_name, int(permutations), obs
-        )
+        # the statistic: the kNN / plug-in estimator run here, else the one for these kinds
+        stat = next((m for m in names if m not in NEURAL_ESTIMATORS), None) or _fast_kind(kinds)
+        obs = runs[stat]["mi"] if stat in runs else None
+        test = _permutation_test(ctx, stat, int(permutations), obs)
+        result.p_value, result.extra["permutation"] = test
     result.conditional = "z" in arrays
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def _check_names(estimator: str, ksg_transform: str, permutations: int) -> None:
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"unknown estimator {estimator!r}; choose one of {', '.join(ESTIMATORS)}")
+    if ksg_transform not in PREPROCESSING:
+        raise ValueError(f"unknown KSG transform {ksg_transform!r}; choose one of {PREPROCESSING}")
+    if isinstance(permutations, bool) or int(permutations) < 0:
+        raise ValueError(f"permutations must be an integer >= 0, got {permutations}")
 
 
 def _check_inputs(x: Any, y: Any, z: Any) -> dict[str, np.ndarray]:
