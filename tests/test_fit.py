@@ -213,3 +213,31 @@ def test_permutation_p_value():
     assert ind.extra["permutation"]["statistic"] == "ksg"
     with pytest.raises(ValueError, match="discrete Z"):
         estimate_mi(x, y, z=rng.standard_normal(400), permutations=5)
+
+
+# ------------------------------------------------------------------------------ conditional MI
+
+
+def _collider(n: int, seed: int):
+    """X, Y independent N(0, 1), Z = X + Y + N(0, 1): I(X; Y) = 0, I(X; Y | Z) = -0.5 log 0.75."""
+    rng = np.random.default_rng(seed)
+    x, y = rng.standard_normal((n, 1)), rng.standard_normal((n, 1))
+    return x, y, x + y + rng.standard_normal((n, 1))
+
+
+def test_conditional_ksg_through_estimate_mi():
+    x, y, z = _collider(2000, 9)
+    r = estimate_mi(x, y, z=z)
+    assert r.conditional and r.estimator == "ksg" and r.extra["dim_z"] == 1
+    assert r.mi == pytest.approx(-0.5 * math.log(0.75), abs=0.04)
+    assert r.interval[0] < r.mi < r.interval[1]
+    assert abs(estimate_mi(x, y).mi) < 0.03
+
+
+@pytest.mark.slow
+def test_conditional_neural_chain_rule_collider():
+    x, y, z = _collider(4000, 10)
+    r = _neural("infonce", x, y, z=z, folds=3, steps=600)
+    assert r.conditional and set(r.extra["chain_rule"]) == {"i_x_yz", "i_x_z"}
+    assert r.mi == pytest.approx(-0.5 * math.log(0.75), abs=0.1)
+    assert any("chain rule" in w for w in r.warnings)
