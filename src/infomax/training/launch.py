@@ -68,13 +68,7 @@ def _decide(
         if not (folder / CONFIG_FILE).is_file():
             raise FileNotFoundError(f"cannot resume {str(folder)!r}: it has no {CONFIG_FILE}")
         return folder, True, cfg
-    if run_dir is None:
-        if world.distributed:
-            raise ValueError(
-                "with several processes, name the run folder with --run-dir DIR (or "
-                "train(..., run_dir=DIR)): a worker that torchrun restarts then continues the "
-                "same run"
-            )
+    if run_dir is None:  # one process (train() asks several for a run_dir)
         return create_run_dir(cfg, None), False, cfg
     folder = Path(run_dir).expanduser()
     if under_torchrun() and (folder / LAST_CHECKPOINT).is_file():

@@ -487,6 +487,11 @@ def train(
     from infomax.training.launch import prepare_run
 
     world = World.from_env()
+    if world.distributed and run_dir is None and resume is None:
+        raise ValueError(
+            "with several processes, name the run folder with --run-dir DIR (or "
+            "train(..., run_dir=DIR)): a worker that torchrun restarts then continues the same run"
+        )
     distributed.init(training_device(cfg.train.device, world), world)
     folder, resuming, cfg = prepare_run(cfg, run_dir, resume)
     try:
