@@ -55,6 +55,7 @@ __all__ = [
     "dv_bound",
     "get_bound",
     "infonce",
+    "infonce_terms",
     "jsd_bound",
     "jsd_lower_bound",
     "masked_logmeanexp",
@@ -163,6 +164,33 @@ def _log_mean_exp_neg(s: Tensor, mask: Tensor) -> Tensor:
 # Bounds
 
 
+def infonce_terms(
+    scores: Tensor, pos_mask: Tensor | None = None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The per-positive terms of :func:`infonce`: ``l[i, c] = s[i, c] - log(exp(s[i, c]) +
+    sum_{j in neg(i)} exp(s[i, j]))`` for every entry (meaningful where ``pos``), with the
+    flattened positive mask and the negatives per row.
+
+    For objectives that combine the terms themselves (AMDIM's mixtures weight each positive by
+    its responsibility). Float32, computed as ``-softplus(lse_neg(i) - s)``.
+
+    Shape:
+        scores ``(N, M, *rest)`` -> ``l`` and ``pos`` ``(N, M * prod(rest))``, ``n_neg`` ``(N,)``.
+    """
+    s, pos = _prepare(scores, pos_mask)
+    n = s.shape[0]
+    flat_s = s.reshape(n, -1)
+    flat_pos = pos.reshape(n, -1)
+    n_neg = (~flat_pos).sum(dim=1, dtype=s.dtype)  # (N,)
+    has_neg = n_neg > 0
+    # Rows without negatives: keep their (finite) scores in the logsumexp so that its gradient
+    # stays finite, then replace the row value by -inf (log of an empty sum).
+    xm = flat_s.masked_fill(flat_pos & has_neg[:, None], -math.inf)
+    lse_neg = torch.logsumexp(xm, dim=1)
+    lse_neg = torch.where(has_neg, lse_neg, -math.inf)  # (N,)
+    return -F.softplus(lse_neg[:, None] - flat_s), flat_pos, n_neg
+
+
 def infonce(scores: Tensor, pos_mask: Tensor | None = None) -> Bound:
     """InfoNCE / CPC bound (van den Oord et al. 2018; Poole et al. 2019, eq. 12).
 
@@ -180,23 +208,10 @@ def infonce(scores: Tensor, pos_mask: Tensor | None = None) -> Bound:
     Shape:
         scores: ``(N, M, *rest)``; pos_mask: broadcastable bool or None; mi, loss: scalars.
     """
-    s, pos = _prepare(scores, pos_mask)
-    neg = ~pos
-    n = s.shape[0]
-    flat_s = s.reshape(n, -1)
-    flat_pos = pos.reshape(n, -1)
-    flat_neg = neg.reshape(n, -1)
-    n_neg = flat_neg.sum(dim=1, dtype=s.dtype)  # (N,)
-    has_neg = n_neg > 0
-    # Rows without negatives: keep their (finite) scores in the logsumexp so that its gradient
-    # stays finite, then replace the row value by -inf (log of an empty sum).
-    xm = flat_s.masked_fill(flat_pos & has_neg[:, None], -math.inf)
-    lse_neg = torch.logsumexp(xm, dim=1)
-    lse_neg = torch.where(has_neg, lse_neg, -math.inf)  # (N,)
-    log_softmax = -F.softplus(lse_neg[:, None] - flat_s)  # (N, K); used at positives only
-    n_pos = flat_pos.sum(dtype=s.dtype)
+    log_softmax, flat_pos, n_neg = infonce_terms(scores, pos_mask)
+    n_pos = flat_pos.sum(dtype=log_softmax.dtype)
     term = torch.where(flat_pos, log_softmax, 0.0).sum() / n_pos
-    log_k = torch.log1p(n_neg)[:, None].expand_as(flat_s)
+    log_k = torch.log1p(n_neg)[:, None].expand_as(log_softmax)
     offset = torch.where(flat_pos, log_k, 0.0).sum() / n_pos
     return Bound(mi=term + offset, loss=-term)
 

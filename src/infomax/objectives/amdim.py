@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from infomax.distributed import SINGLE, BatchGroup
+from infomax.estimators.bounds import infonce_terms
 from infomax.models.registry import create_encoder
 from infomax.objectives.base import StepContext, TrainingLosses
 from infomax.rng import Gen, randint
@@ -77,7 +78,8 @@ def tanh_clip(x: torch.Tensor, clip: float | None) -> torch.Tensor:
 def _nce_log_probs(
     r_src: torch.Tensor, r_trg: torch.Tensor, tclip: float | None, offset: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-positive NCE log-probabilities ``(n, K, L)`` and the raw scores ``(n, K, N, L)``.
+    """Per-positive NCE log-probabilities ``(n, K, L)`` and the raw scores ``(n, K, N, L)``: the
+    shared InfoNCE terms (:func:`infomax.estimators.bounds.infonce_terms`) of the clipped scores.
 
     ``r_src`` (n, K, D), ``r_trg`` (N, D, L); source ``i`` is paired with target ``offset + i``
     (``n < N`` when the targets are the global batch of several processes and the sources this
@@ -102,15 +104,13 @@ def _nce_log_probs(
         src = r_src.float().reshape(n * k, d)
         trg = r_trg.float().transpose(0, 1).reshape(d, big_n * locs)  # (D, N*L)
         raw = (src @ trg).view(n, k, big_n, locs) / math.sqrt(d)
-        s = tanh_clip(raw, tclip)
-        rows = torch.arange(n, device=s.device)
-        eye = (rows[:, None] + offset == torch.arange(big_n, device=s.device)[None, :])
-        eye = eye.view(n, 1, big_n, 1)
-        pos = s[rows, :, rows + offset, :]  # (n, K, L): s[i, :, offset + i, :]
-        # log-sum-exp over the negatives of each row (all locations of all other images)
-        lse_neg = s.masked_fill(eye, -math.inf).flatten(2).logsumexp(dim=2)  # (N, K)
-        # log softmax of each positive against itself plus its row's negatives
-        log_probs = -F.softplus(lse_neg[:, :, None] - pos)
+        # each (image, component) is an anchor row: its positives are every location of its own
+        # image's target map, its negatives every location of every other image
+        rows = torch.arange(n, device=raw.device)
+        own = rows[:, None] + offset == torch.arange(big_n, device=raw.device)[None, :]
+        mask = own.view(n, 1, big_n, 1).expand(n, k, big_n, 1).reshape(n * k, big_n, 1)
+        terms, _, _ = infonce_terms(tanh_clip(raw, tclip).view(n * k, big_n, locs), mask)
+        log_probs = terms.view(n, k, big_n, locs)[rows, :, rows + offset, :]  # (n, K, L)
     return log_probs, raw
 
 
