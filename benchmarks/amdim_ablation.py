@@ -33,9 +33,9 @@ loss turns non-finite is evaluated at its last good checkpoint (written every mi
 
 Usage::
 
-    python benchmarks/amdim_ablation.py --data ../shared/data/cifar10.npz --minutes 3
-    python benchmarks/amdim_ablation.py --data ../shared/data/cifar10.npz --steps 500
-    python benchmarks/amdim_ablation.py --data ../shared/data/cifar10.npz --minutes 0.1 \\
+    python -m benchmarks.amdim_ablation --data ../shared/data/cifar10.npz --minutes 3
+    python -m benchmarks.amdim_ablation --data ../shared/data/cifar10.npz --steps 500
+    python -m benchmarks.amdim_ablation --data ../shared/data/cifar10.npz --minutes 0.1 \\
         --train-subset 500 --test-subset 500 --rows baseline no_jitter --out runs/abl-smoke
 
 Writes into ``--out`` (default ``runs/amdim_ablation``) one run folder per row, ``results.md``
@@ -46,25 +46,20 @@ config of each row).
 from __future__ import annotations
 
 import argparse
-import csv
-import os
-import statistics
 import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from runinfo import Clock, write_results  # noqa: E402
-
-from infomax.evaluation import evaluate_method  # noqa: E402
+from benchmarks.harness import Clock, throughput, write_results
+from infomax.evaluation import evaluate_method
 from infomax.runtime import resolve_device
 from infomax.training.config import Config, config_to_dict, load_config
-from infomax.training.runs import build_method, load_run
-from infomax.training.setup import derive_model_kwargs, load_datasets
-from infomax.training.trainer import seed_everything, train
+from infomax.training.report import initial_method, run_build
+from infomax.training.runs import load_run
+from infomax.training.setup import load_datasets
+from infomax.training.trainer import train
 
 PRESET = "amdim_cifar10_cpu"
 
@@ -107,21 +102,6 @@ def common_overrides(args: argparse.Namespace) -> list[str]:
 
 def make_config(args: argparse.Namespace, row: str) -> Config:
     return load_config(PRESET, [*common_overrides(args), *ROWS[row][0], f"name={row}"])
-
-
-def throughput(metrics_csv: Path) -> tuple[float, float | None]:
-    """Median images/s over the logged intervals (the first left out as warm-up) and the loss of
-    the last logged interval."""
-    if not metrics_csv.is_file():
-        return float("nan"), None
-    with open(metrics_csv, newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r.get("images_per_sec")]
-    if not rows:
-        return float("nan"), None
-    rates = [float(r["images_per_sec"]) for r in rows]
-    rates = rates[1:] or rates
-    loss = rows[-1].get("loss")
-    return statistics.median(rates), (float(loss) if loss not in (None, "") else None)
 
 
 def pct(x: float | None) -> str:
@@ -221,7 +201,6 @@ def main(argv: list[str] | None = None) -> int:
     first = next(iter(configs.values()))
     data = load_datasets(first, ("train", "test", "probe_train"))
     train_set, test_set, probe_set = data["train"], data["test"], data["probe_train"]
-    in_channels, image_size = int(train_set.images.shape[1]), int(train_set.images.shape[-1])
     device = resolve_device(args.device)
     eval_kw = dict(
         taps=None, probes=["linear"], knn_k=args.knn_k, device=device, seed=args.seed,
@@ -230,11 +209,9 @@ def main(argv: list[str] | None = None) -> int:
 
     rows: dict[str, Any] = {}
     if not args.no_random:
-        # the trainer seeds with train.seed and then builds the method: this is every row's
-        # initial encoder (the switches do not change how the encoder is built)
-        model = derive_model_kwargs(first, train_set)
-        seed_everything(args.seed)
-        method = build_method(first, in_channels, image_size, model).to(device).eval()
+        # every row's initial encoder (the switches do not change how it is built), as the
+        # package's evaluation rebuilds it: the run's seed, the trainer's build
+        method = initial_method(first, run_build(first, None, train_set)).to(device).eval()
         print("== evaluating the random initialisation", flush=True)
         rows["random_init"] = {
             "paper_row": "(random encoder)",
@@ -247,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides = list(ROWS[row][0])
         print(f"== training {row}: {' '.join(overrides) or '(baseline)'}", flush=True)
         result = train(cfg, run_dir=out / row, progress=False, train_set=train_set)
-        ips, final_loss = throughput(result.run_dir / "metrics.csv")
+        speed = throughput(result.run_dir / "metrics.csv")
+        ips, final_loss = speed["images_per_sec"], speed["loss"]
         training = {
             "steps": result.step,
             "epochs": result.epoch,

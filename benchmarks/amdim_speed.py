@@ -44,10 +44,10 @@ float32 on such CPUs (the line "precision auto resolves to" says what it picks h
 
 Usage::
 
-    python benchmarks/amdim_speed.py --data ../shared/data/cifar10.npz --out amdim_speed.json
-    python benchmarks/amdim_speed.py --data ../shared/data/cifar10.npz --device cuda \\
+    python -m benchmarks.amdim_speed --data ../shared/data/cifar10.npz --out amdim_speed.json
+    python -m benchmarks.amdim_speed --data ../shared/data/cifar10.npz --device cuda \\
         --repeats 10 --steps 20 --compile --out amdim_speed_cuda.json
-    python benchmarks/amdim_speed.py --ndf 16 --n-rkhs 64 --batch 8 --repeats 1 \\
+    python -m benchmarks.amdim_speed --ndf 16 --n-rkhs 64 --batch 8 --repeats 1 \\
         --memory-batches 8 16                       # smoke run on synthetic data
 """
 
@@ -57,7 +57,6 @@ import argparse
 import gc
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -69,18 +68,21 @@ from typing import Any
 import torch
 from torch import nn
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from reference_amdim import ReferenceAMDIM  # noqa: E402
-from runinfo import Clock, write_results  # noqa: E402
-
-from infomax.objectives.amdim import AMDIM  # noqa: E402
-from infomax.runtime import cpu_has_fast_bf16, resolve_precision  # noqa: E402
-from infomax.transforms import AmdimViews  # noqa: E402
+from benchmarks.harness import (
+    Clock,
+    machine,
+    speed_summary,
+    sync,
+    timed_rounds,
+    write_results,
+)
+from benchmarks.reference_amdim import ReferenceAMDIM
+from infomax.objectives.amdim import AMDIM
+from infomax.runtime import autocast, autocast_dtype, resolve_device, resolve_precision
+from infomax.transforms import AmdimViews
 
 #: the reference optimiser (amdim-public task_self_supervised.py)
 ADAM = dict(lr=2e-4, betas=(0.8, 0.999), eps=1e-8, weight_decay=1e-5)
-_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 # reference module prefix -> infomax AMDIM prefix (the rest of each name is the same)
 _PREFIXES = (
@@ -183,8 +185,7 @@ class Variant:
         if self.spec.channels_last:
             v1 = v1.contiguous(memory_format=torch.channels_last)
             v2 = v2.contiguous(memory_format=torch.channels_last)
-        dtype = _DTYPES.get(self.spec.precision)
-        with torch.autocast(v1.device.type, dtype=dtype, enabled=dtype is not None):
+        with autocast(self.spec.precision, v1.device):
             if self.spec.reference:
                 return self.model(v1, v2)
             return self.model.view_losses(v1, v2)["loss"]
@@ -262,11 +263,6 @@ def load_views(
         v1, v2 = views.views(b, g)
         out.append((v1.to(device), v2.to(device)))
     return out
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 # ---------------------------------------------------------------------------------------- memory
@@ -354,13 +350,14 @@ def _cuda_memory(
 
 def _cpu_memory(name: str, batch: int, args: argparse.Namespace) -> dict[str, Any]:
     cmd = [
-        sys.executable, os.path.abspath(__file__), "--memory-child", f"{name}:{batch}",
+        sys.executable, "-m", "benchmarks.amdim_speed", "--memory-child", f"{name}:{batch}",
         "--ndf", str(args.ndf), "--n-rkhs", str(args.n_rkhs), "--n-depth", str(args.n_depth),
         "--seed", str(args.seed),
     ]  # fmt: skip
     if args.threads:
         cmd += ["--threads", str(args.threads)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # where -m finds benchmarks
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=root)
     if proc.returncode != 0:
         return {"error": (proc.stderr.strip().splitlines() or ["child failed"])[-1]}
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -417,7 +414,7 @@ def matmul_gflops(dtype: torch.dtype, device: torch.device, n: int = 2048, reps:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--data", default=None, help="CIFAR-10 .npz (default: built-in synthetic)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
     p.add_argument("--ndf", type=int, default=128, help="encoder width (small preset 128)")
     p.add_argument("--n-rkhs", type=int, default=1024, help="embedding width (small preset 1024)")
     p.add_argument("--n-depth", type=int, default=3, help="units per block (small preset 3)")
@@ -449,9 +446,10 @@ def main(argv: list[str] | None = None) -> int:
         name, _, batch = args.memory_child.rpartition(":")
         print(json.dumps(memory_child(name, int(batch), args)))
         return 0
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        p.error("--device cuda but CUDA is not available")
+    try:
+        device = resolve_device(args.device)
+    except ValueError as exc:
+        p.error(str(exc))
     if args.batch < 2 or args.repeats < 1:
         p.error("--batch must be at least 2 (the NCE needs negatives) and --repeats at least 1")
     names = args.variants or default_variants(device, args.compile)
@@ -499,40 +497,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"loss check {s.name}: reference {ref_loss:.6f} infomax {value:.6f}", flush=True)
 
     # 2. warm-up, then interleaved timed rounds on the same pre-augmented batches
+    timed_rounds(variants, pairs, args.repeats, steps, warmup, args.batch, device)
+    results = speed_summary(variants)
     for v in variants:
-        for i in range(warmup):
-            v.losses.append(float(v.step(*pairs[i % len(pairs)])))
-    sync(device)
-    for r in range(args.repeats):
-        chunk = pairs[max(warmup, 1) + r * steps : max(warmup, 1) + (r + 1) * steps]
-        k = r % len(variants)
-        for v in variants[k:] + variants[:k]:
-            sync(device)
-            t0 = time.perf_counter()
-            out = [v.step(a, b) for a, b in chunk]
-            sync(device)
-            v.speeds.append(args.batch * len(chunk) / (time.perf_counter() - t0))
-            v.losses += [float(x) for x in out]
-        speeds = ", ".join(f"{v.name} {v.speeds[-1]:.1f}" for v in variants)
-        print(f"round {r + 1}/{args.repeats}: {speeds} images/s", flush=True)
-
-    results: dict[str, Any] = {}
-    ref_med = statistics.median(reference.speeds)
-    for v in variants:
-        ratios = [a / b for a, b in zip(v.speeds, reference.speeds)]
-        results[v.name] = {
-            "images_per_sec": statistics.median(v.speeds),
-            "images_per_sec_rounds": v.speeds,
-            "ratio_to_reference": statistics.median(ratios),
-            "ratio_rounds": ratios,
-            "ratio_of_medians": statistics.median(v.speeds) / ref_med,
+        results[v.name].update({
             "train_losses": v.losses,
             "last_round_train_loss": statistics.fmean(v.losses[-steps:]),
             "precision": v.spec.precision,
             "channels_last": v.spec.channels_last,
             "joint_views": v.spec.joint_views,
             "compile": v.spec.compile,
-        }
+        })  # fmt: skip
     del variants, reference, ref, pairs, v1, v2, own  # free them before the memory table
     gc.collect()
 
@@ -541,7 +516,7 @@ def main(argv: list[str] | None = None) -> int:
     work["infomax"] = step_gflop("infomax", args, device)
     peaks = {"fp32": matmul_gflops(torch.float32, device)}
     for prec in sorted({r["precision"] for r in results.values()} - {"fp32"}):
-        peaks[prec] = matmul_gflops(_DTYPES[prec], device)
+        peaks[prec] = matmul_gflops(autocast_dtype(prec, device), device)
     for name, r in results.items():
         r["gflop_per_step"] = work["reference" if name == "reference" else "infomax"]
         r["gflop_per_sec"] = r["gflop_per_step"] * r["images_per_sec"] / args.batch
@@ -551,14 +526,14 @@ def main(argv: list[str] | None = None) -> int:
     # 3. peak memory against batch size
     memory = measure_memory(mem_names, list(mem_batches), args, device) if mem_batches else {}
 
-    dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+    where = machine(device)
     settings = {
         "command": " ".join(
-            ["benchmarks/amdim_speed.py", *(argv if argv is not None else sys.argv[1:])]
+            ["python -m benchmarks.amdim_speed", *(argv if argv is not None else sys.argv[1:])]
         ),
         "data": args.data or "synthetic",
         "device": str(device),
-        "device_name": dev_name or platform.machine(),
+        "device_name": where.get("gpu") or where["cpu"],
         "ndf": args.ndf,
         "n_rkhs": args.n_rkhs,
         "n_depth": args.n_depth,
@@ -571,7 +546,7 @@ def main(argv: list[str] | None = None) -> int:
         "variants": names,
         "augmentation_timed": False,
         "precision_auto_resolves_to": resolve_precision("auto", device),
-        "cpu_native_bf16": cpu_has_fast_bf16(),
+        "cpu_native_bf16": where["cpu_native_bf16"],
         **clock.environment(),
     }
     everything = {"settings": settings, "same_weights_check": check, "variants": results,

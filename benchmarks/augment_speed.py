@@ -13,34 +13,26 @@ image in a plain Python loop (no DataLoader, no worker processes), as the AMDIM 
 
 Reported: images per second (source images; each gives two views), the median of ``--repeats``
 timed runs after a warm-up, all variants interleaved in every repeat so that they share the
-machine's load. ``uptime`` is printed before and after.
+machine's load. The load average at the start and the end is printed (and kept with --json).
 
 Usage::
 
-    python benchmarks/augment_speed.py                          # CIFAR (32x32), batch 256, CPU
-    python benchmarks/augment_speed.py --preset stl10           # 96x96 -> 64x64 resized crops
-    python benchmarks/augment_speed.py --device cuda --json out.json
+    python -m benchmarks.augment_speed                          # CIFAR (32x32), batch 256, CPU
+    python -m benchmarks.augment_speed --preset stl10           # 96x96 -> 64x64 resized crops
+    python -m benchmarks.augment_speed --device cuda --json out.json
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
-import subprocess
 import time
 from collections.abc import Callable
 
 import torch
 
-
-def uptime() -> str:
-    try:
-        out = subprocess.run(["uptime"], capture_output=True, text=True, check=False)
-        return out.stdout.strip()
-    except OSError:
-        return "uptime unavailable"
+from benchmarks.harness import Clock, machine, write_results
+from infomax.runtime import resolve_device
 
 
 def make_batch(n: int, size: int, seed: int = 0) -> torch.Tensor:
@@ -123,7 +115,7 @@ def main() -> None:
     parser.add_argument("--preset", choices=("cifar", "stl10"), default="cifar")
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument(
         "--no-reference", action="store_true", help="time infomax only (skip torchvision)"
@@ -135,7 +127,7 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    device = resolve_device(args.device)
     size = 32 if args.preset == "cifar" else 96
     x = make_batch(args.batch, size)
     results: dict[str, list[float]] = {}
@@ -163,10 +155,10 @@ def main() -> None:
             prepare, run = factory(args.preset, mean, std)
             variants[name] = (run, prepare(x))
 
-    print(f"before: {uptime()}")
+    clock = Clock()
     print(
         f"preset {args.preset}, batch {args.batch} uint8 images {size}x{size}, device {device}, "
-        f"torch {torch.__version__}, threads {torch.get_num_threads()}, {platform.processor()}"
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}, {machine(device)}"
     )
     for run, data in variants.values():  # warm-up
         run(data)
@@ -175,7 +167,6 @@ def main() -> None:
             t0 = time.perf_counter()
             run(data)
             results.setdefault(name, []).append(time.perf_counter() - t0)
-    after = uptime()
     rows = []
     for name, times in results.items():
         med = statistics.median(times)
@@ -193,22 +184,15 @@ def main() -> None:
     for r in rows:
         rel = f"{r['images_per_s'] / base:6.1f}x" if base else ""
         print(f"{r['variant']:52s} {r['median_s'] * 1e3:10.1f} {r['images_per_s']:10.0f} {rel:>7s}")
-    print(f"after: {after}")
+    env = clock.environment()
+    print(f"load average {env['load_average_start']:.2f} at the start, "
+          f"{env['load_average_end']:.2f} at the end")  # fmt: skip
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(
-                {
-                    "preset": args.preset,
-                    "batch": args.batch,
-                    "device": str(device),
-                    "threads": torch.get_num_threads(),
-                    "repeats": args.repeats,
-                    "uptime_after": after,
-                    "rows": rows,
-                },
-                f,
-                indent=2,
-            )
+        settings = {"preset": args.preset, "batch": args.batch, "device": str(device),
+                    "repeats": args.repeats, **machine(device), **env}  # fmt: skip
+        table = "\n".join(f"| {r['variant']} | {r['images_per_s']:.0f} |" for r in rows)
+        write_results(args.json, {"settings": settings, "rows": rows},
+                      "| variant | images/s |\n|---|---|\n" + table + "\n")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -9,71 +9,51 @@ This script adds the summary: test accuracy per tap, trained vs random, and trai
 
 Usage (results in docs/dim.md and docs/amdim.md)::
 
-    python benchmarks/cpu_recipe.py dim --data ../shared/data/cifar10.npz
-    python benchmarks/cpu_recipe.py amdim --data ../shared/data/cifar10.npz --minutes 45
-    python benchmarks/cpu_recipe.py dim --data ../shared/data/cifar10.npz --minutes 2 \\
+    python -m benchmarks.cpu_recipe dim --data ../shared/data/cifar10.npz
+    python -m benchmarks.cpu_recipe amdim --data ../shared/data/cifar10.npz --minutes 45
+    python -m benchmarks.cpu_recipe dim --data ../shared/data/cifar10.npz --minutes 2 \\
         --set data.train_subset=5000          # a smoke run
 
-The run folder (``--out``, default ``runs/recipes``) keeps config.yaml, metrics.csv, eval.json and
-neighbors.png; ``recipe.md`` there holds the summary printed at the end.
+The run folder (``--out``, default ``runs/recipes``) keeps config.yaml, metrics.csv and eval/
+(results.json, results.md, neighbors.png); ``recipe.md`` there holds the summary printed at the
+end: the package's evaluation table (trained vs random) under the training figures.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
 
 import torch
 
+from benchmarks.harness import machine, throughput
 from infomax.cli.main import main as infomax_main
+from infomax.training.report import format_results, read_results
 
 RECIPES = {"dim": "dim_l_nce_cifar10_cpu", "amdim": "amdim_cifar10_cpu"}
 
 
-def throughput(metrics_csv: Path) -> tuple[float, int]:
-    """Median images/s over logged intervals (the first left out), and the number of steps."""
-    with open(metrics_csv, newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r.get("images_per_sec")]
-    rates = [float(r["images_per_sec"]) for r in rows]
-    rates = rates[1:] or rates
-    return (statistics.median(rates) if rates else float("nan")), (
-        int(rows[-1]["step"]) if rows else 0
-    )
-
-
 def summary(run: Path, recipe: str, minutes: float, wall_s: float) -> str:
-    results = json.loads((run / "eval.json").read_text())
-    ips, steps = throughput(run / "metrics.csv")
+    speed = throughput(run / "metrics.csv")
     cfg_meta = __import__("yaml").safe_load((run / "config.yaml").read_text()).get("meta", {})
-    epochs = steps / max(1, int(cfg_meta.get("steps_per_epoch", 1) or 1))
+    epochs = speed["steps"] / max(1, int(cfg_meta.get("steps_per_epoch", 1) or 1))
+    where = machine()
     lines = [
         f"## CPU recipe `{recipe}`",
         "",
-        f"- training budget {minutes:g} min; {steps} steps ({epochs:.2f} epochs); median "
-        f"{ips:.0f} images/s; whole run incl. evaluation {wall_s / 60:.1f} min",
-        f"- torch {torch.__version__}, {torch.get_num_threads()} threads, "
-        f"precision {cfg_meta.get('precision')}, load average at the end "
-        f"{os.getloadavg()[0]:.2f}",
+        f"- training budget {minutes:g} min; {speed['steps']} steps ({epochs:.2f} epochs); "
+        f"median {speed['images_per_sec']:.0f} images/s; whole run incl. evaluation "
+        f"{wall_s / 60:.1f} min",
+        f"- {where['cpu']} ({where['cpu_cores']} cores, native bf16: "
+        f"{'yes' if where['cpu_native_bf16'] else 'no'}), torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, precision {cfg_meta.get('precision')}, load "
+        f"average at the end {os.getloadavg()[0]:.2f}",
         "",
-        "| tap | probe | trained | random | gain |",
-        "|---|---|---|---|---|",
+        format_results(read_results(run)),
     ]
-    trained, random = results["trained"]["taps"], results["random"]["taps"]
-    for tap, res in trained.items():
-        for kind, r in res.items():
-            if not isinstance(r, dict) or "test_acc" not in r:
-                continue
-            base = random.get(tap, {}).get(kind, {}).get("test_acc")
-            label = f"kNN k={results['trained']['settings']['knn_k']}" if kind == "knn" else kind
-            gain = "-" if base is None else f"{100 * (r['test_acc'] - base):+.1f}"
-            rand = "-" if base is None else f"{100 * base:.1f}"
-            lines.append(f"| {tap} | {label} | {100 * r['test_acc']:.1f} | {rand} | {gain} |")
     return "\n".join(lines) + "\n"
 
 

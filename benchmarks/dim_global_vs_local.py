@@ -17,9 +17,9 @@ evaluation is ``infomax.evaluation.evaluate_method`` and ``neighbors_grid``.
 
 Usage::
 
-    python benchmarks/dim_global_vs_local.py --data ../shared/data/cifar10.npz --minutes 8
-    python benchmarks/dim_global_vs_local.py --data ../shared/data/cifar10.npz --steps 2000
-    python benchmarks/dim_global_vs_local.py --data ../shared/data/cifar10.npz \\
+    python -m benchmarks.dim_global_vs_local --data ../shared/data/cifar10.npz --minutes 8
+    python -m benchmarks.dim_global_vs_local --data ../shared/data/cifar10.npz --steps 2000
+    python -m benchmarks.dim_global_vs_local --data ../shared/data/cifar10.npz \\
         --minutes 0.1 --train-subset 1000 --test-subset 1000 --out runs/gvl-smoke   # smoke run
 
 Writes into ``--out`` (default ``runs/global_vs_local``): the two run folders ``dim_g/`` and
@@ -32,26 +32,21 @@ settings).
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import shutil
-import statistics
 import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from runinfo import Clock, write_results  # noqa: E402
-
-from infomax.evaluation import FeatureCache, evaluate_method, neighbors_grid  # noqa: E402
+from benchmarks.harness import Clock, throughput, write_results
+from infomax.evaluation import FeatureCache, evaluate_method, neighbors_grid
 from infomax.runtime import resolve_device
 from infomax.training.config import Config, config_to_dict, load_config
-from infomax.training.runs import build_method
-from infomax.training.setup import derive_model_kwargs, load_datasets
-from infomax.training.trainer import seed_everything, train
+from infomax.training.report import initial_method, run_build
+from infomax.training.setup import load_datasets
+from infomax.training.trainer import train
 
 #: the two objectives compared: (run name, alpha = global MI weight, beta = local MI weight)
 MODELS = (("dim_g", 1.0, 0.0), ("dim_l", 0.0, 1.0))
@@ -96,18 +91,6 @@ def make_config(args: argparse.Namespace, name: str, alpha: float, beta: float) 
     base["model"].update(alpha=alpha, beta=beta)
     base["name"] = name
     return load_config(None, list(args.set), base=base)
-
-
-def throughput(metrics_csv: Path) -> tuple[float, float | None]:
-    """Median images/s over the logged intervals (the first left out as warm-up) and the mean
-    training loss of the last logged interval."""
-    with open(metrics_csv, newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r.get("images_per_sec")]
-    if not rows:
-        return float("nan"), None
-    rates = [float(r["images_per_sec"]) for r in rows]
-    rates = rates[1:] or rates
-    return statistics.median(rates), float(rows[-1]["loss"])
 
 
 def combine_grids(paths: list[Path], titles: list[str], out: Path) -> None:
@@ -203,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--log-every", type=int, default=50, help="steps between metrics rows")
     ap.add_argument("--taps", nargs="+", default=["fc", "y"], help="taps scored by kNN")
     ap.add_argument("--knn-k", type=int, default=200)
-    ap.add_argument("--probes", nargs="*", default=[], choices=["linear", "mlp"])
+    ap.add_argument("--probes", nargs="*", default=[], choices=["linear", "mlp200"])
     ap.add_argument("--queries", type=int, default=10, help="rows of the neighbour grids")
     ap.add_argument("--neighbors", type=int, default=8, help="neighbours per row")
     ap.add_argument("--grid-taps", nargs="+", default=["y"], help="taps of the neighbour grids")
@@ -229,16 +212,11 @@ def main(argv: list[str] | None = None) -> int:
     first = configs[MODELS[0][0]]
     data = load_datasets(first, ("train", "test", "probe_train"))
     train_set, test_set, probe_set = data["train"], data["test"], data["probe_train"]
-    in_channels, image_size = int(train_set.images.shape[1]), int(train_set.images.shape[-1])
     device = resolve_device(args.device)
 
-    # The random initialisation: the trainer seeds with train.seed and then builds the method, and
-    # DIM builds its encoder before the critics, so both runs start from this very encoder.
-    inits = {}
-    for name, cfg in configs.items():
-        model = derive_model_kwargs(cfg, train_set)
-        seed_everything(args.seed)
-        inits[name] = build_method(cfg, in_channels, image_size, model)
+    # The random initialisation, as the package's evaluation rebuilds it (the run's seed, the
+    # trainer's build); DIM builds its encoder before the critics, so both runs start from it.
+    inits = {n: initial_method(cfg, run_build(cfg, None, train_set)) for n, cfg in configs.items()}
     sd = [m.encoder.state_dict() for m in inits.values()]
     same_init = all(torch.equal(sd[0][k], s[k]) for s in sd[1:] for k in sd[0])
     methods: dict[str, torch.nn.Module] = {"random": inits[MODELS[1][0]]}
@@ -251,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
         if result.stopped == "nonfinite":
             print(f"{name}: {result.message}", file=sys.stderr)
             return 1
-        ips, final_loss = throughput(result.run_dir / "metrics.csv")
+        speed = throughput(result.run_dir / "metrics.csv")
+        ips, final_loss = speed["images_per_sec"], speed["loss"]
         training[name] = {
             "steps": result.step,
             "epochs": result.epoch,

@@ -10,9 +10,9 @@ log p(x, y) - log p(x) - log p(y) with scipy, agreement within 0.001 nats).
 
 Usage (results and discussion in docs/mi_accuracy.md)::
 
-    python benchmarks/mi_accuracy.py                       # all estimators, low-dim cases
-    python benchmarks/mi_accuracy.py --estimators ksg ksg-standardize --seeds 0 1 2 3 4
-    python benchmarks/mi_accuracy.py --highdim              # the 10+10 and 25+25 cases too
+    python -m benchmarks.mi_accuracy                       # all estimators, low-dim cases
+    python -m benchmarks.mi_accuracy --estimators ksg ksg-standardize --seeds 0 1 2 3 4
+    python -m benchmarks.mi_accuracy --highdim              # the 10+10 and 25+25 cases too
 
 Estimator names are those of ``infomax mi --estimator`` plus KSG variants:
 ``ksg`` (the default settings), ``ksg-standardize``, ``ksg-none`` (preprocessing), ``ksg2``

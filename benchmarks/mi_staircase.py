@@ -17,8 +17,8 @@ partition clipped at tau (``--smile-clip``, 5 by default), trained through JS.
 
 Usage (results and discussion in docs/mi_benchmark.md)::
 
-    python benchmarks/mi_staircase.py --steps-per-level 4000 --critics separable --out runs/mi
-    python benchmarks/mi_staircase.py --steps-per-level 500 --critics concat --cubic both
+    python -m benchmarks.mi_staircase --steps-per-level 4000 --critics separable --out runs/mi
+    python -m benchmarks.mi_staircase --steps-per-level 500 --critics concat --cubic both
 
 Writes ``<out>/mi_benchmark.csv`` (one row per estimator, critic, cubic, level),
 ``<out>/mi_trajectories.npz`` (every per-step estimate) and ``<out>/mi_benchmark.png`` after

@@ -5,29 +5,18 @@ image's own locations masked at -10): with the reference's weights mapped onto `
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
 from infomax.objectives.dim import CIFAR10_MEAN, CIFAR10_STD, DIM
 from infomax.transforms import Normalize
 
-_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "dim_speed.py"
-
 
 @pytest.fixture(scope="module")
 def bench():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    spec = importlib.util.spec_from_file_location("dim_speed", _PATH)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["dim_speed"] = mod
-    spec.loader.exec_module(mod)
-    yield mod
-    torch.set_num_threads(threads)
+    from benchmarks import dim_speed
+
+    return dim_speed
 
 
 def _pair(bench, units: int):

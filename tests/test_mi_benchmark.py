@@ -10,25 +10,18 @@ batch estimates was 1.47-1.77 nats for every estimator (batch std 0.17-0.29), a 
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "mi_staircase.py"
-
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("mi_staircase", _PATH)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["mi_staircase"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    from benchmarks import mi_staircase
+
+    return mi_staircase
 
 
 def test_rho_gives_the_requested_mi(bench):

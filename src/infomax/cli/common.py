@@ -45,9 +45,8 @@ class OpenRun:
     ``precision`` (resolved) and ``batch_size``."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        import torch
-
         from infomax.runtime import resolve_device, resolve_precision
+        from infomax.training.report import run_build
         from infomax.training.runs import checkpoint_path, load_run
 
         run_dir = Path(args.run)
@@ -58,8 +57,7 @@ class OpenRun:
         self.checkpoint = checkpoint_path(run_dir, args.checkpoint)
         self.method, self.cfg = load_run(run_dir, device=self.device, checkpoint=self.checkpoint)
         # read (memory-mapped, cheap) after load_run, which names a damaged file clearly
-        ckpt = torch.load(self.checkpoint, map_location="cpu", weights_only=True, mmap=True)
-        self.build: dict[str, Any] = dict(ckpt.get("build", {}))
+        self.build: dict[str, Any] = run_build(self.cfg, self.checkpoint)
         self.precision = resolve_precision(
             args.precision or self.cfg.train.precision, self.device
         )

@@ -43,12 +43,31 @@ RESULTS_FORMAT = 2
 LEGACY_AFTER_TRAINING = "eval.json"
 
 
-def initial_method(cfg: Config, in_channels: int, image_size: int) -> nn.Module:
-    """The method exactly as the run initialised it (seeded by ``cfg.train.seed``); the global
-    RNG state is left as it was."""
+def initial_method(cfg: Config, build: dict[str, Any]) -> nn.Module:
+    """The method exactly as the run initialised it: seeded by ``cfg.train.seed``, built for the
+    checkpoint's ``build`` (``in_channels``, ``image_size`` and the ``model`` arguments derived
+    from the data); the global RNG state is left as it was."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.train.seed)
-        return build_method(cfg, in_channels, image_size)
+        return build_method(cfg, build["in_channels"], build["image_size"], build.get("model"))
+
+
+def run_build(
+    cfg: Config, checkpoint: str | os.PathLike | None, train_set: Any = None
+) -> dict[str, Any]:
+    """What the method of a run was built for: the checkpoint's ``build`` record, or (without a
+    checkpoint) what the trainer would derive from ``train_set`` (empty without it)."""
+    if checkpoint is not None:
+        ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+        if "build" in ckpt:
+            return dict(ckpt["build"])
+    if train_set is None:
+        return {}
+    from infomax.training.setup import derive_model_kwargs
+
+    shape = train_set.images.shape
+    model = derive_model_kwargs(cfg, train_set)
+    return {"in_channels": int(shape[1]), "image_size": int(shape[-1]), "model": model}
 
 
 def keep_previous(path: Path) -> Path | None:
@@ -216,8 +235,8 @@ def evaluate_run(
             f"{len(datasets['test'].images)} images, {dev}, {precision})")  # fmt: skip
     models["trained"] = _score(method, datasets, e, seed, checkpoint=checkpoint, **kw)
     if e.compare_random:
-        shape = datasets["probe_train"].images.shape
-        random_method = initial_method(cfg, int(shape[1]), int(shape[-1])).to(dev)
+        build = run_build(cfg, checkpoint, datasets["probe_train"])
+        random_method = initial_method(cfg, build).to(dev)
         if log:
             log("evaluating the same encoder at its random initialisation")
         models["random"] = _score(random_method, datasets, e, seed, **kw)
