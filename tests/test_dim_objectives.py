@@ -250,7 +250,9 @@ def test_dim_jsd_trains_through_the_trainer_without_a_nonfinite_stop(tmp_path):
         train_set=data,
     )  # fmt: skip
     assert result.stopped == "max_steps", result.message
-    _, rows = trainer.read_metrics(tmp_path / "run" / trainer.METRICS_FILE)
+    from infomax.training.metrics import METRICS_FILE, read_metrics
+
+    _, rows = read_metrics(tmp_path / "run" / METRICS_FILE)
     assert len(rows) == 4
     assert all(math.isfinite(float(r["mi_local"])) for r in rows)
     assert all(math.isfinite(float(r["loss_local"])) for r in rows)

@@ -350,6 +350,29 @@ class ConcatGlobalCritic(nn.Module):
 # ----------------------------------------------------------------------------- the method
 
 
+def _settings(preset: str | None, **given: Any) -> dict[str, Any]:
+    """The preset's loss settings with the explicitly given ones on top, checked."""
+    if preset is not None and preset not in PRESETS:
+        raise ValueError(f"unknown DIM preset {preset!r}; valid: {', '.join(sorted(PRESETS))}")
+    cfg: dict[str, Any] = {"critic": "dot", **PRESETS[preset or "dim-l-jsd"]}
+    cfg.update({k: v for k, v in given.items() if v is not None})
+    out = {
+        "estimator": _canonical_estimator(cfg["estimator"]),
+        "critic": str(cfg["critic"]).lower(),
+        "prior": str(cfg["prior"]).lower(),
+        **{k: float(cfg[k]) for k in ("alpha", "beta", "gamma")},
+    }
+    if out["critic"] not in CRITICS:
+        raise ValueError(f"unknown DIM critic {cfg['critic']!r}; valid: {', '.join(CRITICS)}")
+    if out["prior"] not in PRIORS:
+        raise ValueError(f"unknown DIM prior {cfg['prior']!r}; valid: {', '.join(PRIORS)}")
+    if min(out["alpha"], out["beta"], out["gamma"]) < 0:
+        raise ValueError("alpha, beta and gamma must be >= 0")
+    if out["alpha"] == 0 and out["beta"] == 0 and (out["gamma"] == 0 or out["prior"] == "none"):
+        raise ValueError("nothing to train: set alpha (global MI) or beta (local MI) > 0")
+    return out
+
+
 def _make_transform(
     augment: dict[str, Any] | str | None, mean: Sequence[float], std: Sequence[float]
 ) -> DimAugment:
@@ -421,26 +444,10 @@ class DIM(nn.Module):
         encoder_kwargs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        if preset is not None and preset not in PRESETS:
-            raise ValueError(f"unknown DIM preset {preset!r}; valid: {', '.join(sorted(PRESETS))}")
-        cfg: dict[str, Any] = {"critic": "dot", **PRESETS[preset or "dim-l-jsd"]}
-        given = dict(
-            estimator=estimator, critic=critic, alpha=alpha, beta=beta, gamma=gamma, prior=prior
-        )
-        cfg.update({k: v for k, v in given.items() if v is not None})
-        self.estimator = _canonical_estimator(cfg["estimator"])
-        self.critic = str(cfg["critic"]).lower()
-        self.prior = str(cfg["prior"]).lower()
-        self.alpha, self.beta, self.gamma = (float(cfg[k]) for k in ("alpha", "beta", "gamma"))
-        if self.critic not in CRITICS:
-            raise ValueError(f"unknown DIM critic {cfg['critic']!r}; valid: {', '.join(CRITICS)}")
-        if self.prior not in PRIORS:
-            raise ValueError(f"unknown DIM prior {cfg['prior']!r}; valid: {', '.join(PRIORS)}")
-        if min(self.alpha, self.beta, self.gamma) < 0:
-            raise ValueError("alpha, beta and gamma must be >= 0")
-        if self.alpha == 0 and self.beta == 0 and (self.gamma == 0 or self.prior == "none"):
-            raise ValueError("nothing to train: set alpha (global MI) or beta (local MI) > 0")
-
+        cfg = _settings(preset, estimator=estimator, critic=critic, alpha=alpha, beta=beta,
+                        gamma=gamma, prior=prior)  # fmt: skip
+        self.estimator, self.critic, self.prior = cfg["estimator"], cfg["critic"], cfg["prior"]
+        self.alpha, self.beta, self.gamma = cfg["alpha"], cfg["beta"], cfg["gamma"]
         if len(mean) != in_channels or len(std) != in_channels:
             raise ValueError(
                 f"mean and std need one value per channel ({in_channels}); got {len(mean)} and "
@@ -459,25 +466,8 @@ class DIM(nn.Module):
         )
         self.probe_taps = tuple(getattr(self.encoder, "probe_taps", ("conv", "fc", "y")))
         shapes = self._tap_shapes(in_channels, image_size)
-        local_channels = shapes["local"][0]
-        conv_dim = math.prod(shapes["conv"])
-        fc_dim = shapes["fc"][0]
-        code = shapes["y"][0]
-
-        self.global_critic: nn.Module | None = None
-        self.local_critic: nn.Module | None = None
-        if self.alpha > 0:
-            if self.critic == "dot":
-                hidden = tuple(getattr(self.encoder, "fc_widths", (fc_dim,)))
-                self.global_critic = DotGlobalCritic(conv_dim, code, mi_units, hidden)
-            else:
-                self.global_critic = ConcatGlobalCritic(conv_dim, code)
-        if self.beta > 0:
-            if self.critic == "dot":
-                self.local_critic = DotLocalCritic(local_channels, code, mi_units)
-            else:
-                self.local_critic = ConcatLocalCritic(local_channels, code)
-
+        fc_dim, code = shapes["fc"][0], shapes["y"][0]
+        self.global_critic, self.local_critic = self._critics(shapes, mi_units)
         self.adversarial: AdversarialPrior | None = None
         self.logvar_head: nn.Linear | None = None
         if self.gamma > 0 and self.prior == "adversarial":
@@ -487,6 +477,26 @@ class DIM(nn.Module):
             # on the fc tap gives the log-variance (bojone/infomax: two Dense heads on the same
             # hidden layer), so the encoder itself stays the paper's.
             self.logvar_head = nn.Linear(fc_dim, code)
+
+    def _critics(
+        self, shapes: dict[str, tuple[int, ...]], mi_units: int
+    ) -> tuple[nn.Module | None, nn.Module | None]:
+        """The global and local critics (``None`` where the term's weight is 0)."""
+        local_channels, conv_dim = shapes["local"][0], math.prod(shapes["conv"])
+        code = shapes["y"][0]
+        global_critic = local_critic = None
+        if self.alpha > 0:
+            if self.critic == "dot":
+                hidden = tuple(getattr(self.encoder, "fc_widths", (shapes["fc"][0],)))
+                global_critic = DotGlobalCritic(conv_dim, code, mi_units, hidden)
+            else:
+                global_critic = ConcatGlobalCritic(conv_dim, code)
+        if self.beta > 0:
+            if self.critic == "dot":
+                local_critic = DotLocalCritic(local_channels, code, mi_units)
+            else:
+                local_critic = ConcatLocalCritic(local_channels, code)
+        return global_critic, local_critic
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> DIM:

@@ -236,87 +236,110 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is Any or tp is None:
         return _yaml_value(value) if isinstance(value, _Raw) else value
     origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
-        non_none = [a for a in args if a is not type(None)]
-        if isinstance(value, _Raw) and value.strip().lower() in _NONE_WORDS:
-            if len(non_none) < len(args):
-                return None
-        if value is None and len(non_none) < len(args):
-            return None
-        errors = []
-        for a in non_none:
-            try:
-                return coerce(value, a, key)
-            except ValueError as exc:
-                errors.append(str(exc))
-        raise ValueError(f"{key}: expected {_type_name(tp)}, got {str(value)!r}")
+        return _coerce_union(value, tp, key)
     if tp is str:
         if isinstance(value, str | int | float) and not isinstance(value, bool):
             return str(value)
         raise ValueError(f"{key}: expected a string, got {value!r}")
     if isinstance(value, _Raw):
         value = _yaml_value(value)
-    bad = ValueError(f"{key}: expected {_type_name(tp)}, got {value!r}")
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, int) and value in (0, 1):
-            return bool(value)
-        if isinstance(value, str) and value.lower() in _TRUE_WORDS + _FALSE_WORDS:
-            return value.lower() in _TRUE_WORDS
-        raise bad
-    if tp is int:
-        if isinstance(value, bool):
-            raise bad
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                f = float(value)
-            except ValueError:
-                raise bad from None
-            if f.is_integer():
-                return int(f)
-        raise bad
-    if tp is float:
-        if isinstance(value, bool):
-            raise bad
-        if isinstance(value, int | float):
-            return float(value)
-        if isinstance(value, str):  # PyYAML reads 1e-4 (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                raise bad from None
-        raise bad
+    scalar = _SCALARS.get(tp)
+    if scalar is not None:
+        out = scalar(value)
+        if out is _BAD:
+            raise ValueError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+        return out
     if origin in (list, tuple, Sequence) or tp in (list, tuple):
-        if isinstance(value, tuple):
-            value = list(value)
-        if not isinstance(value, list):
-            raise ValueError(f"{key}: expected a list like [1, 2], got {value!r}")
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            if len(value) != len(args):
-                raise ValueError(f"{key}: expected {len(args)} values, got {value!r}")
-            return tuple(coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
-        item = args[0] if args else Any
-        out = [coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
-        return tuple(out) if (origin is tuple or tp is tuple) else out
+        return _coerce_sequence(value, tp, key)
     if origin in (dict, Mapping) or tp is dict:
         if not isinstance(value, dict):
             raise ValueError(f"{key}: expected a mapping, got {value!r}")
         return dict(value)
     if origin is typing.Literal:
-        if value in args:
+        choices = typing.get_args(tp)
+        if value in choices:
             return value
-        raise ValueError(f"{key}: {value!r} is not one of {', '.join(map(repr, args))}")
+        raise ValueError(f"{key}: {value!r} is not one of {', '.join(map(repr, choices))}")
     if isinstance(tp, type):
         if isinstance(value, tp):
             return value
-        raise bad
+        raise ValueError(f"{key}: expected {_type_name(tp)}, got {value!r}")
     return value  # an annotation we do not interpret: keep the YAML value
+
+
+_BAD = object()  # what a scalar converter returns for a value it cannot convert
+
+
+def _to_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.lower() in _TRUE_WORDS + _FALSE_WORDS:
+        return value.lower() in _TRUE_WORDS
+    return _BAD
+
+
+def _to_int(value: Any) -> Any:
+    if isinstance(value, bool):
+        return _BAD
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return _BAD
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return _BAD
+
+
+def _to_float(value: Any) -> Any:
+    if isinstance(value, bool):
+        return _BAD
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):  # PyYAML reads 1e-4 (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            return _BAD
+    return _BAD
+
+
+_SCALARS: dict[Any, Callable[[Any], Any]] = {bool: _to_bool, int: _to_int, float: _to_float}
+
+
+def _coerce_union(value: Any, tp: Any, key: str) -> Any:
+    args = typing.get_args(tp)
+    non_none = [a for a in args if a is not type(None)]
+    optional = len(non_none) < len(args)
+    if optional and (value is None or (isinstance(value, _Raw) and value.strip().lower() in
+                                       _NONE_WORDS)):  # fmt: skip
+        return None
+    for a in non_none:
+        try:
+            return coerce(value, a, key)
+        except ValueError:
+            continue
+    raise ValueError(f"{key}: expected {_type_name(tp)}, got {str(value)!r}")
+
+
+def _coerce_sequence(value: Any, tp: Any, key: str) -> Any:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if isinstance(value, tuple):
+        value = list(value)
+    if not isinstance(value, list):
+        raise ValueError(f"{key}: expected a list like [1, 2], got {value!r}")
+    if origin is tuple and args and args[-1] is not Ellipsis:
+        if len(value) != len(args):
+            raise ValueError(f"{key}: expected {len(args)} values, got {value!r}")
+        return tuple(coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    item = args[0] if args else Any
+    out = [coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    return tuple(out) if (origin is tuple or tp is tuple) else out
 
 
 def _unknown_key(key: str, valid: Iterable[str], section: str) -> ValueError:
