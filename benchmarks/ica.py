@@ -15,14 +15,16 @@ Methods: ``infomax`` (``InfomaxICA``, extended, L-BFGS, float32; ``infomax-f64``
 (``picard(extended=True, ortho=False)``, the same infomax objective), ``fastica``
 (``sklearn.decomposition.FastICA``, logcosh, unit-variance whitening).
 
-    python benchmarks/ica.py --out docs/ica_benchmark.json
-    python benchmarks/ica.py --cases large --methods infomax,picard --rounds 1
-    python benchmarks/ica.py --figure docs/img/ica_separation.png --cases
+    python -m benchmarks.ica --out docs/ica_benchmark.json
+    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 python -m benchmarks.ica
+    python -m benchmarks.ica --cases large --methods infomax,picard --rounds 1
+    python -m benchmarks.ica --figure docs/img/ica_separation.png --cases ""
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -31,11 +33,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from runinfo import Clock, write_results  # noqa: E402
-
-from infomax.ica import InfomaxICA, amari_distance  # noqa: E402
-from infomax.runtime import cpu_has_fast_bf16  # noqa: E402
+from benchmarks.harness import Clock, cpu_name, write_results
+from infomax.ica import InfomaxICA, amari_distance
+from infomax.runtime import cpu_has_fast_bf16
 
 # name -> (sources description, channels, samples, noise)
 CASES = {
@@ -154,7 +154,8 @@ def markdown(rows: list[dict], settings: dict) -> str:
     env = settings["environment"]
     lines.append("")
     lines.append(
-        f"{settings['cpu']}, torch {env['torch']}, {env['threads']} threads, device "
+        f"{settings['cpu']}, torch {env['torch']}, {env['threads']} torch threads (OMP_NUM_THREADS="
+        f"{settings['omp_threads']}), device "
         f"{settings['device']}; median of {settings['rounds']} interleaved round(s); load "
         f"average {env['load_average_start']:.1f} at the start, {env['load_average_end']:.1f} "
         "at the end."
@@ -220,26 +221,15 @@ def main(argv=None) -> int:
     if not cases:
         return 0
     rows = benchmark(cases, methods, args.rounds, args.device)
-    cpu = f"CPU {_cpu_name()} (native bf16: {'yes' if cpu_has_fast_bf16() else 'no'})"
+    cpu = f"CPU {cpu_name()} (native bf16: {'yes' if cpu_has_fast_bf16() else 'no'})"
     if torch.cuda.is_available() and args.device != "cpu":
         cpu += f", GPU {torch.cuda.get_device_name()}"
     settings = {"cases": cases, "methods": methods, "rounds": args.rounds,
-                "device": args.device, "cpu": cpu, "command": " ".join(sys.argv)}  # fmt: skip
+                "device": args.device, "cpu": cpu, "command": " ".join(sys.argv),
+                "omp_threads": os.environ.get("OMP_NUM_THREADS", "unset")}  # fmt: skip
     settings["environment"] = clock.environment()
     write_results(args.out, {"rows": rows, "settings": settings}, markdown(rows, settings))
     return 0
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or "unknown"
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@
 - :func:`solve_natural_gradient`: the classic stochastic natural-gradient infomax of Bell &
   Sejnowski 1995 / Amari et al. 1996 as in EEGLAB's ``runica`` and MNE-Python: random blocks,
   learning-rate annealing when successive updates turn by more than ``anneal_deg``, a restart
-  with a smaller rate when the weights blow up, and a stop when the weight change falls below
+  with half the rate when the weights blow up, and a stop when the weight change falls below
   ``w_change``.
 
 Both return a :class:`SolverResult`; ``callback(iteration, value)`` (if given) is called once per
@@ -249,7 +249,8 @@ def solve_natural_gradient(
     Defaults follow EEGLAB's ``runica``: ``lr = 0.01 / log(n^2)``, blocks of
     ``floor(sqrt(T / 3))`` samples, annealing by 0.9 (0.98 with extended infomax) when the
     direction of the weight change turns by more than ``anneal_deg`` degrees, a restart from the
-    initial weights at 0.9 times the rate when a weight exceeds ``blowup`` or turns non-finite.
+    initial weights at half the rate (MNE's ``blowup_fac``) when a weight exceeds ``blowup`` or
+    turns non-finite.
     An epoch's change is ``sum((W_new - W_old)^2)``; it stops (converged) below ``w_change``.
     """
     n, t_total = z.shape
@@ -267,7 +268,7 @@ def solve_natural_gradient(
         for start in range(0, t_total - block + 1, block):
             w = natural_gradient_update(w, w @ shuffled[:, start : start + block], dens, rate)
         if not bool(torch.isfinite(w).all()) or float(w.abs().max()) > blowup:
-            rate *= 0.9  # blow-up: restart from the initial weights with a smaller rate
+            rate *= 0.5  # blow-up: restart from the initial weights with half the rate
             w, old_delta, it, history = w0.clone(), None, 0, []
             signs = torch.ones_like(signs)
             if rate < 1e-10 * lr0:
