@@ -324,3 +324,57 @@ def test_resume_a_linear_probe_checkpoint_of_the_old_layout(tmp_path, dataset):
 def test_online_probe_settings_are_checked(tmp_path, override, message):
     with pytest.raises(ValueError, match=message):
         tiny_config(tmp_path, override)
+
+
+def test_training_leaves_the_config_unchanged_and_records_what_it_derived(tmp_path):
+    import copy
+
+    import yaml
+
+    from infomax.training.config import config_to_dict
+    from infomax.training.runs import load_run
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8, generator=g)
+    data = ArrayDataset(images, torch.arange(16) % 2, ["a", "b"])
+    cfg = load_config(None, [f"run_dir={tmp_path}", "name=dim", "data.dataset=mine.npz",
+                             "model.encoder=dim32-tiny", "model.mi_units=16", "train.batch_size=8",
+                             "train.max_steps=1", "train.device=cpu"])  # fmt: skip
+    before = copy.deepcopy(config_to_dict(cfg))
+    res = train(cfg, train_set=data, progress=False, echo=False)
+    assert config_to_dict(cfg) == before and "mean" not in cfg.model
+    derived = load_checkpoint(res.run_dir / "last.pt")["build"]["model"]
+    mean = images.float().div(255).mean(dim=(0, 2, 3))
+    assert torch.allclose(torch.tensor(derived["mean"]), mean, atol=1e-5)  # measured
+    saved = yaml.safe_load((res.run_dir / "config.yaml").read_text())
+    assert "mean" not in saved["model"]
+    assert saved["meta"]["derived"]["model.mean"] == derived["mean"]
+    method, _ = load_run(res.run_dir)  # rebuilt with the derived normalisation
+    assert torch.allclose(method.transform.normalize.mean.flatten(), mean, atol=1e-5)
+
+
+def test_the_progress_total_follows_the_time_budget():
+    from infomax.training.metrics import Progress
+
+    bar = Progress(True, total_steps=100_000, step=0, budget_s=90.0, desc="t")
+    assert bar.bar.total is None  # no estimate before the first measured window
+    bar.update(10)
+    bar.refresh(step=10, elapsed_s=10.0, steps_done=10, post={})
+    assert bar.bar.total == 90  # 1 step/s fits 80 more steps in the 80 s left
+    bar.close()
+    plain = Progress(True, total_steps=500, step=20, budget_s=None, desc="t")
+    assert plain.bar.total == 500
+    plain.close()
+
+
+def test_gradient_accumulation_keeps_the_epoch_and_splits_the_batch(tmp_path, dataset):
+    """16 images per step as 2 micro-batches of 8: the same steps per epoch, twice the calls."""
+    cfg = tiny_config(tmp_path, "train.max_steps=3", "train.accumulate_steps=2")
+    calls = {}
+    res = train(cfg, train_set=dataset, progress=False, echo=False,
+                callback=lambda t: calls.setdefault("spe", t.steps_per_epoch))  # fmt: skip
+    assert calls["spe"] == 4 and res.step == 3 and res.method.calls == 6
+    rows = read_rows(res.run_dir)
+    assert all(math.isfinite(float(r["loss"])) for r in rows)
+    with pytest.raises(ValueError, match="multiple of it"):
+        tiny_config(tmp_path, "train.accumulate_steps=3")
