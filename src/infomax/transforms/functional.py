@@ -344,46 +344,57 @@ def color_jitter(
     fc = torch.where(apply, c_lo + (c_hi - c_lo) * u[:, 1], one)
     fs = torch.where(apply, s_lo + (s_hi - s_lo) * u[:, 2], one)
     fh = torch.where(apply, h_lo + (h_hi - h_lo) * u[:, 3], torch.zeros_like(one))
-    use_hue = c == 3 and (h_lo != 0.0 or h_hi != 0.0)
-    use_sat = c == 3 and (s_lo != 1.0 or s_hi != 1.0)
-    use_con = c_lo != 1.0 or c_hi != 1.0
-    use_bri = b_lo != 1.0 or b_hi != 1.0
-
-    factors = torch.stack((fb, fc, fs), dim=1)  # (N, 3)
-    factors_dev = factors.to(dev, x.dtype, non_blocking=True)
+    used = (
+        b_lo != 1.0 or b_hi != 1.0,
+        c_lo != 1.0 or c_hi != 1.0,
+        c == 3 and (s_lo != 1.0 or s_hi != 1.0),
+        c == 3 and (h_lo != 0.0 or h_hi != 0.0),
+    )  # brightness, contrast, saturation, hue
+    factors = torch.stack((fb, fc, fs), dim=1).to(dev, x.dtype, non_blocking=True)  # (N, 3)
     if order == "fixed":
-        # brightness, contrast, saturation, hue: each a full-batch step (factor 1 / shift 0
-        # where the jitter is not applied)
-        xs = x
-        for k, used in enumerate((use_bri, use_con, use_sat)):
-            if used:
-                xs = _stage_blend(xs, torch.full((n,), k, device=dev), factors_dev, c)
-        if use_hue:
-            xs = _rotate_hue(xs, fh.to(dev, x.dtype).view(-1, 1, 1, 1))
-        return xs
+        return _jitter_fixed_order(x, factors, fh, used)
+    # op index 0 brightness, 1 contrast, 2 saturation, 3 hue; perm[i, s] is the op image i
+    # applies at stage s (argsort of uniform keys = a uniform random permutation)
+    return _jitter_random_order(x, factors, fh, used, torch.argsort(keys, dim=1), apply)
 
-    # Random order: op index 0 brightness, 1 contrast, 2 saturation, 3 hue; perm[i, s] is the op
-    # image i applies at stage s (argsort of uniform keys = a uniform random permutation).
-    perm = torch.argsort(keys, dim=1)
+
+def _jitter_fixed_order(x: Tensor, factors: Tensor, fh: Tensor, used: tuple[bool, ...]) -> Tensor:
+    """Brightness, contrast, saturation, hue: each a full-batch step (factor 1 / shift 0 where
+    the jitter is not applied)."""
+    n, c, dev = x.shape[0], x.shape[1], x.device
+    for k in range(3):
+        if used[k]:
+            x = _stage_blend(x, torch.full((n,), k, device=dev), factors, c)
+    if used[3]:
+        x = _rotate_hue(x, fh.to(dev, x.dtype).view(-1, 1, 1, 1))
+    return x
+
+
+def _jitter_random_order(
+    x: Tensor, factors: Tensor, fh: Tensor, used: tuple[bool, ...], perm: Tensor, apply: Tensor
+) -> Tensor:
+    """Four stages; at each, every image applies the op ``perm[i, stage]`` (one fused blend for
+    brightness / contrast / saturation; the hue rotation on the images whose hue step it is)."""
+    c, dev = x.shape[1], x.device
     perm_dev = perm.to(dev, non_blocking=True)
     owned = False  # whether x is a tensor of ours (safe to modify in place)
     for stage in range(4):
-        op = perm_dev[:, stage]
-        if use_bri or use_con or use_sat:
-            x = _stage_blend(x, op, factors_dev, c)
+        if any(used[:3]):
+            x = _stage_blend(x, perm_dev[:, stage], factors, c)
             owned = True
-        if use_hue:
-            # the images whose hue step is this stage; indices computed on the parameters'
-            # device (the CPU for CPU generators: no host-device synchronisation)
-            idx = torch.nonzero(apply & (perm[:, stage] == 3)).flatten()
-            if idx.numel() > 0:
-                idx_dev = idx.to(dev, non_blocking=True)
-                shifted = _rotate_hue(
-                    x.index_select(0, idx_dev), fh[idx].to(dev, x.dtype).view(-1, 1, 1, 1)
-                )
-                if not owned:
-                    x, owned = x.clone(), True
-                x.index_copy_(0, idx_dev, shifted)
+        if not used[3]:
+            continue
+        # the images whose hue step is this stage; indices computed on the parameters' device
+        # (the CPU for CPU generators: no host-device synchronisation)
+        idx = torch.nonzero(apply & (perm[:, stage] == 3)).flatten()
+        if idx.numel() > 0:
+            idx_dev = idx.to(dev, non_blocking=True)
+            shifted = _rotate_hue(
+                x.index_select(0, idx_dev), fh[idx].to(dev, x.dtype).view(-1, 1, 1, 1)
+            )
+            if not owned:
+                x, owned = x.clone(), True
+            x.index_copy_(0, idx_dev, shifted)
     return x
 
 
