@@ -233,56 +233,36 @@ def index_folder(
     index_path = Path(index_path).expanduser()
     old = ImageIndex.load(index_path) if index_path.exists() else None  # refuses non-indexes
     enc = encoder if isinstance(encoder, RunEncoder) else RunEncoder.open(encoder, **open_kwargs)
-    reason = None
-    if old is not None and not rebuild:
-        problem = _compatible(old, enc, root)
-        if problem:
-            raise ValueError(
-                f"{str(index_path)!r} cannot be updated: {problem}; pass --rebuild (rebuild=True) "
-                "to replace it, or write another index file"
-            )
-        if old.meta.get("checkpoint_digest") != enc.checkpoint_digest:
-            reason = "the run's checkpoint changed since the index was made"
-        elif (old.meta.get("image_size"), old.meta.get("precision")) != (
-            enc.image_size, enc.precision,
-        ):  # fmt: skip
-            reason = "the image size or precision changed"
-    elif old is not None:
-        reason = "rebuild asked for"
+    reason = _reembed_reason(old, enc, root, rebuild, index_path)
     base = None if (old is None or reason) else old
     stamps = list_images(root)
     keep, todo = _plan(stamps, base, check)
     known = {} if base is None else {d: i for i, d in enumerate(base.digests)}
-    vectors, digests, skipped, embedded = _embed(
-        enc, root, todo, known, base, progress, say
-    )
-    rows: list[Tensor] = []
-    paths, sizes, mtimes, digs = [], [], [], []
-    for s in stamps:
-        if s.path in keep:
-            v, d = base.vectors[keep[s.path]], base.digests[keep[s.path]]
-        elif s.path in vectors:
-            v, d = vectors[s.path], digests[s.path]
-        else:
-            continue  # damaged
-        rows.append(v)
-        paths.append(s.path)
-        sizes.append(s.size)
-        mtimes.append(s.mtime_ns)
-        digs.append(d)
-    dim = rows[0].shape[0] if rows else int(old.vectors.shape[1]) if old is not None else 0
-    mat = torch.stack(rows) if rows else torch.empty(0, dim)
-    meta = {
-        "format": FORMAT, "version": VERSION, "root": str(root), **enc.record(), "dim": dim,
-        "created": old.meta["created"] if base is not None else _now(), "updated": _now(),
-        "skipped": [{"path": p, "error": e} for p, e in skipped],
-    }  # fmt: skip
-    if not rows:
+    vectors, digests, skipped, embedded = _embed(enc, root, todo, known, base, progress, say)
+    if not vectors and not keep:
         raise ValueError(
             f"no readable images under {str(root)!r}"
             + (f" ({len(skipped)} damaged files skipped)" if skipped else "")
         )
-    new = ImageIndex(mat, paths, sizes, mtimes, digs, meta)
+    rows, digs, kept = [], [], []
+    for s in stamps:
+        if s.path in keep:
+            rows.append(base.vectors[keep[s.path]])
+            digs.append(base.digests[keep[s.path]])
+        elif s.path in vectors:
+            rows.append(vectors[s.path])
+            digs.append(digests[s.path])
+        else:
+            continue  # damaged
+        kept.append(s)
+    meta = {
+        "format": FORMAT, "version": VERSION, "root": str(root), **enc.record(),
+        "dim": int(rows[0].shape[0]),
+        "created": old.meta["created"] if base is not None else _now(), "updated": _now(),
+        "skipped": [{"path": p, "error": e} for p, e in skipped],
+    }  # fmt: skip
+    new = ImageIndex(torch.stack(rows), [s.path for s in kept], [s.size for s in kept],
+                     [s.mtime_ns for s in kept], digs, meta)  # fmt: skip
     _carry_ivf(base, new, say)
     new.save(index_path)
     removed = 0 if base is None else sum(1 for p in base.paths if new.row(p) is None)
@@ -290,6 +270,27 @@ def index_folder(
         index_path, len(new), embedded, len(new) - embedded, removed, skipped, reason,
         time.perf_counter() - t0,
     )  # fmt: skip
+
+
+def _reembed_reason(
+    old: ImageIndex | None, enc: RunEncoder, root: Path, rebuild: bool, index_path: Path
+) -> str | None:
+    """Why every file must be embedded again (``None``: an update is enough, or no index)."""
+    if old is None:
+        return None
+    if rebuild:
+        return "rebuild asked for"
+    problem = _compatible(old, enc, root)
+    if problem:
+        raise ValueError(
+            f"{str(index_path)!r} cannot be updated: {problem}; pass --rebuild (rebuild=True) "
+            "to replace it, or write another index file"
+        )
+    if old.meta.get("checkpoint_digest") != enc.checkpoint_digest:
+        return "the run's checkpoint changed since the index was made"
+    if (old.meta.get("image_size"), old.meta.get("precision")) != (enc.image_size, enc.precision):
+        return "the image size or precision changed"
+    return None
 
 
 def _embed(
