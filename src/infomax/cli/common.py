@@ -66,6 +66,18 @@ class OpenRun:
             raise ValueError(f"--batch-size must be at least 1, got {self.batch_size}")
 
 
+def check_output(path: str | Path, force: bool, suffixes: tuple[str, ...] = ()) -> Path:
+    """The output file a user named, checked before any work: one of ``suffixes`` (if given),
+    and not an existing file unless ``force`` (``--force``): nothing a user made is replaced
+    silently."""
+    out = Path(path)
+    if suffixes and out.suffix.lower() not in suffixes:
+        raise ValueError(f"{str(out)!r}: use one of the extensions {', '.join(suffixes)}")
+    if out.exists() and not force:
+        raise ValueError(f"{str(out)!r} exists; pass --force to replace it, or choose another file")
+    return out
+
+
 def eprint(*a: Any) -> None:
     """Print a progress message on stderr (stdout stays for results)."""
     print(*a, file=sys.stderr, flush=True)

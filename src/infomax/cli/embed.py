@@ -23,7 +23,7 @@ import argparse
 import re
 from pathlib import Path
 
-from infomax.cli.common import OpenRun, add_run_arguments, eprint
+from infomax.cli.common import OpenRun, add_run_arguments, check_output, eprint
 
 HELP = "write the embeddings of a dataset (name, .npz or image folder) to .npy/.npz/.pt/.csv"
 
@@ -67,12 +67,7 @@ def run(args: argparse.Namespace) -> int:
 
     run_dir = Path(args.run)
     out = Path(args.out) if args.out else _default_out(run_dir, args.data, args.split)
-    if out.suffix.lower() not in EMBEDDING_FORMATS:
-        raise ValueError(
-            f"--out {str(out)!r}: use one of the extensions {', '.join(EMBEDDING_FORMATS)}"
-        )
-    if out.exists() and not args.force:
-        raise ValueError(f"{str(out)!r} exists; pass --force to replace it, or choose --out")
+    out = check_output(out, args.force, EMBEDDING_FORMATS)
     if out.suffix.lower() == ".npy" and args.taps is not None and len(args.taps) != 1:
         raise ValueError(".npy holds one array: pass a single --taps TAP, or write .npz/.pt/.csv")
     from infomax.training.report import load_split

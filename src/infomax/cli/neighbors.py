@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from infomax.cli.common import OpenRun, add_run_arguments, eprint
+from infomax.cli.common import OpenRun, add_run_arguments, check_output, eprint
 
 HELP = "draw a PNG grid of test images and their nearest neighbours in feature space"
 
@@ -82,11 +82,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--scale must be at least 1, got {args.scale}")
     run_dir = Path(args.run)
     if args.out is not None:
-        out = Path(args.out)
-        if out.suffix.lower() != ".png":
-            raise ValueError(f"--out {args.out!r}: the picture is a PNG; use a .png file name")
-        if out.exists() and not args.force:
-            raise ValueError(f"{args.out!r} exists; pass --force to replace it")
+        out = check_output(args.out, args.force, (".png",))
     opened = OpenRun(args)
     cfg = opened.cfg
     split = args.split or cfg.data.test_split

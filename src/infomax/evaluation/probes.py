@@ -303,11 +303,8 @@ def train_probe(
         standardize: standardise features with the training mean and std.
 
     Each epoch draws a fresh permutation and makes ``N // batch_size`` steps of exactly
-    ``batch_size`` samples (the few left over take part in later epochs; never a BatchNorm batch
-    of one).
-
-    Returns:
-        a :class:`ProbeResult`; accuracies are measured in eval mode after training.
+    ``batch_size`` samples (the rest take part in later epochs). Returns a :class:`ProbeResult`;
+    accuracies are measured in eval mode after training.
     """
     kind = probe_kind(kind)
     epochs, default_epochs, lr, batch_size, weight_decay = _settings(
@@ -333,9 +330,8 @@ def train_probe(
     if default_epochs:
         epochs = max(epochs, math.ceil(MIN_STEPS / (n // bs)))
     if milestones is None:
-        milestones = sorted({m for m in (math.ceil(0.6 * epochs), math.ceil(0.85 * epochs))
-                             if 0 < m < epochs})  # fmt: skip
-    milestones = tuple(int(m) for m in milestones)
+        milestones = {math.ceil(0.6 * epochs), math.ceil(0.85 * epochs)} - {0, epochs}
+    milestones = tuple(sorted(int(m) for m in milestones))
 
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
         torch.manual_seed(seed)

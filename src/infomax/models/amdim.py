@@ -304,82 +304,36 @@ def _check_size(image_size: int, expected: int, name: str) -> None:
         raise ValueError(f"{name} takes {expected}x{expected} images, got image_size={image_size}")
 
 
-@register_encoder("amdim32")
-def amdim32(
-    in_channels: int = 3,
-    image_size: int = 32,
-    ndf: int = 128,
-    n_rkhs: int = 1024,
-    n_depth: int = 3,
-    use_bn: bool = False,
-) -> AMDIMEncoder:
-    """The AMDIM CIFAR encoder (32x32 input); reference defaults ndf 128, n_rkhs 1024, depth 3."""
-    _check_size(image_size, 32, "amdim32")
-    return AMDIMEncoder(in_channels, 32, ndf, n_rkhs, n_depth, use_bn)
+def _sized_encoder(
+    name: str, size: int, doc: str, ndf: int = 128, n_rkhs: int = 1024, n_depth: int = 3
+):
+    """The factory of the encoder ``name``: ``size`` x ``size`` input, the given defaults."""
+
+    def factory(
+        in_channels: int = 3,
+        image_size: int = size,
+        ndf: int = ndf,
+        n_rkhs: int = n_rkhs,
+        n_depth: int = n_depth,
+        use_bn: bool = False,
+    ) -> AMDIMEncoder:
+        _check_size(image_size, size, name)
+        return AMDIMEncoder(in_channels, size, ndf, n_rkhs, n_depth, use_bn)
+
+    factory.__name__ = factory.__qualname__ = name.replace("-", "_")
+    factory.__doc__ = doc
+    return register_encoder(name)(factory)
 
 
-@register_encoder("amdim64")
-def amdim64(
-    in_channels: int = 3,
-    image_size: int = 64,
-    ndf: int = 128,
-    n_rkhs: int = 1024,
-    n_depth: int = 3,
-    use_bn: bool = False,
-) -> AMDIMEncoder:
-    """The AMDIM STL-10 encoder (64x64 input)."""
-    _check_size(image_size, 64, "amdim64")
-    return AMDIMEncoder(in_channels, 64, ndf, n_rkhs, n_depth, use_bn)
-
-
-@register_encoder("amdim128")
-def amdim128(
-    in_channels: int = 3,
-    image_size: int = 128,
-    ndf: int = 128,
-    n_rkhs: int = 1024,
-    n_depth: int = 3,
-    use_bn: bool = False,
-) -> AMDIMEncoder:
-    """The AMDIM ImageNet encoder (128x128 input, 5x5 stride-2 reflect-padded stem)."""
-    _check_size(image_size, 128, "amdim128")
-    return AMDIMEncoder(in_channels, 128, ndf, n_rkhs, n_depth, use_bn)
-
-
-@register_encoder("amdim32-tiny")
-def amdim32_tiny(
-    in_channels: int = 3,
-    image_size: int = 32,
-    ndf: int = 8,
-    n_rkhs: int = 32,
-    n_depth: int = 1,
-    use_bn: bool = False,
-) -> AMDIMEncoder:
-    """``amdim32`` with ndf 8, n_rkhs 32, depth 1 (tests)."""
-    return amdim32(in_channels, image_size, ndf, n_rkhs, n_depth, use_bn)
-
-
-@register_encoder("amdim64-tiny")
-def amdim64_tiny(
-    in_channels: int = 3,
-    image_size: int = 64,
-    ndf: int = 8,
-    n_rkhs: int = 32,
-    n_depth: int = 1,
-    use_bn: bool = False,
-) -> AMDIMEncoder:
-    """``amdim64`` with ndf 8, n_rkhs 32, depth 1 (tests)."""
-    return amdim64(in_channels, image_size, ndf, n_rkhs, n_depth, use_bn)
-
-
-@register_encoder("amdim128-tiny")
-def amdim128_tiny(
-    in_channels: int = 3,
-    image_size: int = 128,
-    ndf: int = 8,
-    n_rkhs: int = 32,
-    n_depth: int = 1,
-    use_bn: bool = False,
-) -> AMDIMEncoder:
-    """``amdim128`` with ndf 8, n_rkhs 32, depth 1 (tests)."""
-    return amdim128(in_channels, image_size, ndf, n_rkhs, n_depth, use_bn)
+# the reference's encoders (defaults ndf 128, n_rkhs 1024, depth 3) and tiny variants for tests
+amdim32 = _sized_encoder("amdim32", 32, "The AMDIM CIFAR encoder (32x32 input).")
+amdim64 = _sized_encoder("amdim64", 64, "The AMDIM STL-10 encoder (64x64 input).")
+amdim128 = _sized_encoder(
+    "amdim128", 128, "The AMDIM ImageNet encoder (128x128 input, 5x5 stride-2 reflect-padded stem)."
+)
+_TINY = dict(ndf=8, n_rkhs=32, n_depth=1)
+amdim32_tiny = _sized_encoder("amdim32-tiny", 32, "``amdim32``, ndf 8, n_rkhs 32 (tests).", **_TINY)
+amdim64_tiny = _sized_encoder("amdim64-tiny", 64, "``amdim64``, ndf 8, n_rkhs 32 (tests).", **_TINY)
+amdim128_tiny = _sized_encoder(
+    "amdim128-tiny", 128, "``amdim128``, ndf 8, n_rkhs 32 (tests).", **_TINY
+)
