@@ -50,12 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"infomax {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module_name in COMMANDS.items():
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:  # a command whose module is not installed
-            if exc.name != module_name:
-                raise
-            continue
+        module = importlib.import_module(module_name)  # built in: a missing module is a bug
         p = sub.add_parser(
             name,
             help=module.HELP,
