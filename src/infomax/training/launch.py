@@ -1,5 +1,5 @@
-"""Starting a training run: which folder each process trains in, and the worker processes of
-``infomax train --nproc N``.
+"""Starting a training run: which folder and config each process trains with (a new run, or one
+continued), and the worker processes of ``infomax train --nproc N``.
 
 Several processes are started by PyTorch's own launcher, ``torchrun`` (``python -m
 torch.distributed.run``), which sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` and restarts the
@@ -17,10 +17,26 @@ from pathlib import Path
 from typing import Any
 
 from infomax.distributed import World, broadcast_object
-from infomax.training.config import Config, config_from_dict, config_to_dict
+from infomax.training.config import (
+    RESUMABLE_KEYS,
+    Config,
+    config_differences,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+    read_yaml,
+)
 from infomax.training.runs import CONFIG_FILE, LAST_CHECKPOINT, create_run_dir, read_run_config
 
-__all__ = ["prepare_run", "restart_count", "run_workers", "under_torchrun", "worker_threads"]
+__all__ = [
+    "continue_config",
+    "prepare_run",
+    "restart_count",
+    "resume_config",
+    "run_workers",
+    "under_torchrun",
+    "worker_threads",
+]
 
 # files the trainer itself writes before its first checkpoint
 _OWN_FILES = {CONFIG_FILE, "train.log", "metrics.csv", "metrics.png"}
@@ -72,14 +88,46 @@ def _decide(
         return create_run_dir(cfg, None), False, cfg
     folder = Path(run_dir).expanduser()
     if under_torchrun() and (folder / LAST_CHECKPOINT).is_file():
-        from infomax.training.trainer import _continue_config
-
-        return folder, True, _continue_config(folder, read_run_config(folder), cfg)
+        return folder, True, continue_config(folder, read_run_config(folder), cfg)
     if under_torchrun() and restart_count() > 0 and folder.is_dir():
         others = sorted(p.name for p in folder.iterdir() if p.name not in _OWN_FILES)
         if not others:  # an earlier attempt of this launch stopped before its first checkpoint
             return folder, False, cfg
     return create_run_dir(cfg, folder), False, cfg
+
+
+def resume_config(
+    run_dir: str | os.PathLike, config: str | os.PathLike | None = None, overrides=()
+) -> Config:
+    """The config to continue ``run_dir`` with: its own, plus overrides of resumable keys.
+
+    Raises ValueError listing every difference that would change what is trained.
+    """
+    old = read_run_config(run_dir)
+    if config is not None:
+        new = load_config(config, overrides)
+    else:
+        base = read_yaml(Path(run_dir) / CONFIG_FILE)
+        base.pop("meta", None)
+        new = load_config(None, overrides, base=base)
+    return continue_config(run_dir, old, new)
+
+
+def continue_config(run_dir: str | os.PathLike, old: Config, new: Config) -> Config:
+    for key in ("mean", "std"):  # runs made before derived values stayed out of the config
+        if key in old.model and key not in new.model:
+            new.model[key] = old.model[key]
+    diffs = config_differences(old, new, ignore=RESUMABLE_KEYS)
+    if diffs:
+        allowed = ", ".join(k for k in RESUMABLE_KEYS if k.startswith("train."))
+        raise ValueError(
+            f"cannot resume {str(run_dir)!r} with a different config:\n  "
+            + "\n  ".join(diffs)
+            + f"\nonly these may change on resume: {allowed} (and eval.*); start a new run to "
+            "change anything else"
+        )
+    new.name, new.run_dir = old.name, old.run_dir
+    return new
 
 
 def worker_threads(nproc: int) -> int:

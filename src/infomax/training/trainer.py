@@ -35,14 +35,12 @@ from infomax.objectives.base import check_method
 from infomax.runtime import resolve_precision
 from infomax.training.checkpoints import Checkpointer
 from infomax.training.config import (
-    RESUMABLE_KEYS,
     Config,
-    config_differences,
     config_to_dict,
-    load_config,
     read_yaml,
     save_config,
 )
+from infomax.training.launch import prepare_run, resume_config
 from infomax.training.metrics import (
     LOG_FILE,
     METRICS_FILE,
@@ -59,7 +57,6 @@ from infomax.training.runs import (
     CONFIG_FILE,
     build_method,
     git_commit,
-    read_run_config,
 )
 from infomax.training.setup import derive_model_kwargs, load_datasets, training_device
 from infomax.training.step import TrainStep
@@ -432,40 +429,6 @@ def run_meta(cfg: Config, trainer: Trainer | None = None) -> dict[str, Any]:
     return meta
 
 
-def resume_config(
-    run_dir: str | os.PathLike, config: str | os.PathLike | None = None, overrides=()
-) -> Config:
-    """The config to continue ``run_dir`` with: its own, plus overrides of resumable keys.
-
-    Raises ValueError listing every difference that would change what is trained.
-    """
-    old = read_run_config(run_dir)
-    if config is not None:
-        new = load_config(config, overrides)
-    else:
-        base = read_yaml(Path(run_dir) / CONFIG_FILE)
-        base.pop("meta", None)
-        new = load_config(None, overrides, base=base)
-    return _continue_config(run_dir, old, new)
-
-
-def _continue_config(run_dir: str | os.PathLike, old: Config, new: Config) -> Config:
-    for key in ("mean", "std"):  # runs made before derived values stayed out of the config
-        if key in old.model and key not in new.model:
-            new.model[key] = old.model[key]
-    diffs = config_differences(old, new, ignore=RESUMABLE_KEYS)
-    if diffs:
-        allowed = ", ".join(k for k in RESUMABLE_KEYS if k.startswith("train."))
-        raise ValueError(
-            f"cannot resume {str(run_dir)!r} with a different config:\n  "
-            + "\n  ".join(diffs)
-            + f"\nonly these may change on resume: {allowed} (and eval.*); start a new run to "
-            "change anything else"
-        )
-    new.name, new.run_dir = old.name, old.run_dir
-    return new
-
-
 def train(
     cfg: Config,
     *,
@@ -484,8 +447,6 @@ def train(
     that holds a checkpoint is continued: a worker restarted after a failure resumes the run
     instead of starting another. The main process decides and tells the others.
     """
-    from infomax.training.launch import prepare_run
-
     world = World.from_env()
     if world.distributed and run_dir is None and resume is None:
         raise ValueError(
