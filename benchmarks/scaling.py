@@ -14,8 +14,8 @@ every step, against one process that uses the same cores through intra-op thread
 
 Usage (results in docs/distributed.md)::
 
-    python benchmarks/scaling.py --data ../shared/data/cifar10.npz
-    python benchmarks/scaling.py --data synthetic --steps 20 --rounds 1     # a smoke run
+    python -m benchmarks.scaling --data ../shared/data/cifar10.npz
+    python -m benchmarks.scaling --data synthetic --steps 20 --rounds 1     # a smoke run
 """
 
 from __future__ import annotations
@@ -29,10 +29,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from cpu_recipe import RECIPES, throughput  # noqa: E402
-from runinfo import Clock, write_results  # noqa: E402
+from benchmarks.cpu_recipe import RECIPES
+from benchmarks.harness import Clock, machine, throughput, write_results
 
 
 def run_variant(recipe: str, data: str, nproc: int, threads: int, args: argparse.Namespace,
@@ -51,8 +49,7 @@ def run_variant(recipe: str, data: str, nproc: int, threads: int, args: argparse
     res = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if res.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{res.stderr[-3000:]}")
-    images_per_sec, steps = throughput(run / "metrics.csv")
-    return {"images_per_sec": images_per_sec, "steps": steps}
+    return throughput(run / "metrics.csv")
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
@@ -114,7 +111,7 @@ def main() -> int:
     clock = Clock()
     results = measure(args)
     settings = {k: v for k, v in vars(args).items() if k != "out"}
-    payload = {"settings": {**settings, **clock.environment()}, "results": results}
+    payload = {"settings": {**settings, **clock.environment(), **machine()}, "results": results}
     write_results(args.out, payload, markdown(results, args))
     return 0
 

@@ -9,8 +9,8 @@ the chaos of training that any rounding change sets off, not a difference in the
 
 Usage (results in docs/distributed.md)::
 
-    python benchmarks/world_size_invariance.py                       # quick start DIM, small AMDIM
-    python benchmarks/world_size_invariance.py --steps 40 --nprocs 1 2 4
+    python -m benchmarks.world_size_invariance                       # quick start DIM, small AMDIM
+    python -m benchmarks.world_size_invariance --steps 40 --nprocs 1 2 4
 """
 
 from __future__ import annotations
@@ -26,9 +26,7 @@ from typing import Any
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from runinfo import Clock, write_results  # noqa: E402
+from benchmarks.harness import Clock, machine, write_results
 
 CASES: dict[str, list[str]] = {
     "quickstart DIM": ["--config", "quickstart"],
@@ -99,7 +97,7 @@ def main() -> int:
             first = r["first_step_over_1e-4"] or "-"
             lines.append(f"| {name} | {other} | {r['max_rel_loss']:.2e} | {first} | "
                          f"{r['rel_weights']:.2e} |")  # fmt: skip
-    payload = {"settings": {**vars(args), **clock.environment()}, "results": results}
+    payload = {"settings": {**vars(args), **clock.environment(), **machine()}, "results": results}
     write_results(args.out, payload, "\n".join(lines))
     return 0
 

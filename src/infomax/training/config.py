@@ -174,15 +174,8 @@ def get_method_factory(name: str) -> Callable[..., Any]:
     if callable(target):
         return target
     module_name, _, attr = target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name != module_name:
-            raise
-        raise ValueError(
-            f"method {name!r} is not available: module {module_name} is missing"
-        ) from exc
-    factory = getattr(module, attr)
+    # a built-in method: a module that fails to import is a broken installation, raised as it is
+    factory = getattr(importlib.import_module(module_name), attr)
     _METHODS[name] = factory
     return factory
 

@@ -79,6 +79,9 @@ def prepare_run(
 def _decide(
     cfg: Config, run_dir: str | os.PathLike | None, resume: str | os.PathLike | None, world: World
 ) -> tuple[Path, bool, Config]:
+    from infomax.training.report import check_eval_data
+
+    check_eval_data(cfg)  # the evaluation after training could run: say so before training
     if resume is not None:
         folder = Path(resume)
         if not (folder / CONFIG_FILE).is_file():

@@ -9,11 +9,11 @@ A run folder holds::
     last.pt            the latest checkpoint (everything needed to resume exactly)
     epoch_NNNN.pt      kept checkpoints (train.keep_every_epochs)
     train.log          what the trainer printed
-    eval.json, eval.md evaluation results (eval.after_training)
-    neighbors.png      nearest neighbours of test images (eval.neighbors)
+    eval/              evaluation results (results.json, results.md, neighbors.png, cache/)
 
-Checkpoints are written to a temporary file and moved into place with :func:`os.replace`, so a
-crash never leaves a half-written ``last.pt``.
+Checkpoints are written atomically (:func:`infomax.runtime.atomic_save`), so a crash never leaves
+a half-written ``last.pt``; with several processes only rank 0 writes
+(:mod:`infomax.training.checkpoints`).
 """
 
 from __future__ import annotations
