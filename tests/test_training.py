@@ -311,6 +311,28 @@ def test_resume_a_linear_probe_checkpoint_of_the_old_layout(tmp_path, dataset):
     assert [float(r["probe_acc"]) for r in a] == pytest.approx([float(r["probe_acc"]) for r in b])
 
 
+def test_resume_a_checkpoint_written_before_data_parallel_training(tmp_path, dataset):
+    """The layout of checkpoints before several processes: one RNG state (not a list per
+    process), no derived model arguments, no world size, the loader's own world size and an
+    ``mlp`` online probe; such a run continues exactly."""
+
+    def old_layout(path):
+        ckpt = torch.load(path, weights_only=True)
+        ckpt["rng"] = ckpt["rng"][0]
+        del ckpt["build"]["model"], ckpt["world_size"]
+        ckpt["loader"]["world_size"] = 1
+        ckpt["probe"] = {k.replace("amdim_mlp.", "mlp.", 1): v for k, v in ckpt["probe"].items()}
+        torch.save(ckpt, path)
+
+    full, part, resumed = full_and_resumed(
+        tmp_path, dataset, 8, 4, "train.online_probes=[linear, amdim_mlp]", edit=old_layout
+    )
+    a, b = read_rows(full.run_dir), read_rows(part.run_dir)
+    assert [r["loss"] for r in a] == [r["loss"] for r in b]
+    sa, sb = full.method.state_dict(), resumed.method.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
 @pytest.mark.parametrize(
     "override, message",
     [
