@@ -30,6 +30,12 @@ def training_device(name: str, world: World) -> torch.device:
                 f"train.device={name}: with several processes each one uses GPU LOCAL_RANK; "
                 "set train.device=auto (or cuda)"
             )
+        if world.local_rank >= torch.cuda.device_count():
+            raise ValueError(
+                f"process LOCAL_RANK={world.local_rank} has no GPU of its own: this machine has "
+                f"{torch.cuda.device_count()}; start at most that many processes per machine "
+                "(--nproc / --nproc-per-node), or train on the CPU (train.device=cpu)"
+            )
         dev = torch.device("cuda", world.local_rank)
         torch.cuda.set_device(dev)
     elif dev.type != "cpu":
