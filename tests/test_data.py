@@ -216,7 +216,7 @@ def test_missing_torchvision_dataset_offline(tmp_path: Path, name, split):
     with pytest.raises(FileNotFoundError) as info:
         load_dataset(name, split=split, root=tmp_path, download=False)
     msg = str(info.value)
-    assert str(tmp_path) in msg and "--download" in msg and "http" in msg and ".npz" in msg
+    assert str(tmp_path) in msg and "data.download=true" in msg and "http" in msg and ".npz" in msg
 
 
 def test_bad_split_for_named_dataset(tmp_path: Path):
