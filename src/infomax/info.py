@@ -339,16 +339,21 @@ def kl_divergence(
     absolutely continuous with respect to ``q``. ``KL >= 0`` with equality iff ``p == q``; not
     symmetric. ``p`` and ``q`` must have the same shape. Units of ``base`` (default nats).
     """
+    pa, qa = _two_distributions(p, q, "KL(p || q)", atol)
+    return _kl_nats(pa, qa) / _log_base(base)
+
+
+def _two_distributions(p: ArrayLike, q: ArrayLike, what: str, atol: float):
+    """``p`` and ``q`` as distributions over the same outcomes (a ValueError otherwise)."""
     _check_atol(atol)
-    lb = _log_base(base)
     pa = _as_distribution(p, "p", atol)
     qa = _as_distribution(q, "q", atol)
     if pa.shape != qa.shape:
         raise ValueError(
-            f"p has shape {pa.shape} but q has shape {qa.shape}; KL(p || q) needs two "
+            f"p has shape {pa.shape} but q has shape {qa.shape}; {what} needs two "
             f"distributions over the same outcomes (same shape)"
         )
-    return _kl_nats(pa, qa) / lb
+    return pa, qa
 
 
 def js_divergence(
@@ -361,18 +366,10 @@ def js_divergence(
     is a metric. ``p`` and ``q`` must have the same shape. Units of ``base`` (default nats).
     This is the divergence itself, not its square root (scipy's ``jensenshannon`` distance).
     """
-    _check_atol(atol)
-    lb = _log_base(base)
-    pa = _as_distribution(p, "p", atol)
-    qa = _as_distribution(q, "q", atol)
-    if pa.shape != qa.shape:
-        raise ValueError(
-            f"p has shape {pa.shape} but q has shape {qa.shape}; JS(p, q) needs two "
-            f"distributions over the same outcomes (same shape)"
-        )
+    pa, qa = _two_distributions(p, q, "JS(p, q)", atol)
     m = 0.5 * (pa + qa)
     js = 0.5 * _kl_nats(pa, m) + 0.5 * _kl_nats(qa, m)
-    return min(max(0.0, js), math.log(2.0)) / lb
+    return min(max(0.0, js), math.log(2.0)) / _log_base(base)
 
 
 # --------------------------------------------------------------------------------------------
