@@ -333,14 +333,19 @@ def test_loader_resumes_exactly():
         BatchLoader(ds, 5, seed=3).load_state_dict(state)
 
 
-def test_loader_ranks_partition_the_epoch():
+def test_loader_ranks_split_each_global_batch():
     ds = indexed_dataset(40)
-    parts = [_epoch(BatchLoader(ds, 4, seed=0, rank=r, world_size=3)) for r in range(3)]
-    assert all(len(p) == 12 for p in parts)
-    flat = [i for p in parts for i in p]
-    assert len(set(flat)) == len(flat)
+    whole = _epoch(BatchLoader(ds, 6, seed=0))
+    loaders = [BatchLoader(ds, 6, seed=0, rank=r, world_size=3) for r in range(3)]
+    assert all(len(loader) == len(BatchLoader(ds, 6)) == 6 for loader in loaders)
+    parts = [[labels.tolist() for _, labels in loader] for loader in loaders]
+    # step k of rank r holds images [2r, 2r + 2) of global batch k, in the 1-rank order
+    joined = [i for k in range(6) for r in range(3) for i in parts[r][k]]
+    assert joined == whole
     with pytest.raises(ValueError, match="rank"):
-        BatchLoader(ds, 4, rank=3, world_size=3)
+        BatchLoader(ds, 6, rank=3, world_size=3)
+    with pytest.raises(ValueError, match="multiple of 4"):
+        BatchLoader(ds, 6, rank=0, world_size=4)
 
 
 def test_loader_errors():
