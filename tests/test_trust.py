@@ -70,3 +70,21 @@ def test_mine_bound_far_below_zero_is_flagged():
                     folds=1, hidden=32, embed_dim=8, progress=False, device="cpu")  # fmt: skip
     far = r.mi < -max(0.05, 3 * r.stderr)
     assert far == any("far below zero" in w for w in r.warnings)
+
+
+def test_ksg_falling_with_k_is_flagged_on_a_spiral():
+    """A spiral warp (rotation by an angle growing with the radius) keeps the MI but bends the
+    dependence at the kNN scale: KSG falls steeply from k = 3 to k = 30 and must say so; on a
+    smooth Gaussian it does not."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2000, 2))
+    y = x + 0.5 * rng.standard_normal((2000, 2))
+    r = np.hypot(x[:, 0], x[:, 1])
+    c, s = np.cos(3 * math.pi * r), np.sin(3 * math.pi * r)
+    warped = np.c_[c * x[:, 0] - s * x[:, 1], s * x[:, 0] + c * x[:, 1]]
+    res = estimate_mi(warped, y, "ksg")
+    assert res.extra["k_drop"]["k"] == 30 and res.extra["k_drop"]["drop"] > trust.KSG_K_DROP
+    assert any("falls by" in w for w in res.warnings)
+    plain = estimate_mi(x, x + rng.standard_normal((2000, 2)), "ksg")  # 0.69 nats, smooth
+    assert abs(plain.extra["k_drop"]["drop"]) < 0.06 and plain.warnings == []
+    assert "reported" in trust.disagreement(("a", 0.5, 0.01), ("b", 1.0, 0.01), "b")[0]

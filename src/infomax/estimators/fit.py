@@ -30,6 +30,7 @@ Trust: ``MIResult.warnings`` lists every reason not to take the figure at face v
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Iterable
@@ -216,7 +217,7 @@ def estimate_mi(
     lr: float = 5e-4,
     folds: int = 5,
     holdout: float = 0.2,
-    eval_every: int = 100,
+    eval_every: int = 50,
     patience: int = 6,
     transform: str = "rank",
     smile_clip: float = 5.0,
@@ -266,6 +267,13 @@ def estimate_mi(
     ctx = _Context(arrays, kinds, k, ksg_algorithm, ksg_transform, cfg, seed,
                    resolve_device(device), progress)  # fmt: skip
     runs = {name: _run(name, ctx) for name in names}
+    drop = runs.get("ksg", {}).get("k_drop", {}).get("drop", 0.0)
+    if estimator == "auto" and names == ("ksg",) and drop > trust.KSG_K_DROP:
+        names = ("ksg", "infonce")
+        reason += (f"; but KSG falls by {drop:.2f} nats from k = {ctx.k} to "
+                   f"{runs['ksg']['k_drop']['k']} (curved dependence), so a cross-fitted "
+                   "InfoNCE bound was run too")  # fmt: skip
+        runs["infonce"] = _run("infonce", ctx)
     result = _combine(runs, names, reason, dims, n)
     if permutations:
         # the statistic: the kNN / plug-in estimator run here, else the one for these kinds
@@ -410,6 +418,10 @@ def _run(name: str, ctx: _Context) -> dict[str, Any]:
         out.update(k=ctx.k, transform=ctx.transform)
     if name == "ksg":
         out["algorithm"] = 1 if "z" in ctx.arrays else ctx.algorithm
+        k_big = max(30, 10 * ctx.k)
+        if k_big < n // 4 and n <= 50_000:  # how much it falls as the neighbourhoods grow
+            big = _statistic(name, dataclasses.replace(ctx, k=k_big, _prepared=ctx._prepared))
+            out["k_drop"] = {"k": k_big, "mi": big(), "drop": mi - big()}
     if name == "plugin":
         joint = np.hstack(list(ctx.arrays.values()))
         out["cells"] = int(np.unique(joint, axis=0).shape[0])
@@ -459,11 +471,12 @@ def _combine(runs: dict, names: tuple, reason: str, dims: dict, n: int) -> MIRes
         chosen = names[1] if b["mi"] > a["mi"] else names[0]
         reason += f"; {names[0]} {a['mi']:.3f}, {names[1]} {b['mi']:.3f}: {chosen} reported"
         warns += trust.disagreement(
-            (names[0], a["mi"], a["stderr"]), (names[1], b["mi"], b["stderr"])
+            (names[0], a["mi"], a["stderr"]), (names[1], b["mi"], b["stderr"]), chosen
         )
     r = runs[chosen]
     if chosen in ("ksg", "mixed", "ross"):
         warns += trust.knn_warnings(dim, n, r["mi"])
+        warns += trust.k_drop_warnings(r.get("k_drop"))
     if chosen in NEURAL_ESTIMATORS:
         warns += trust.neural_warnings(chosen, r)
         if "chain_rule" in r:

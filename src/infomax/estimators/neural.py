@@ -61,7 +61,7 @@ class NeuralSettings:
     lr: float = 5e-4
     holdout: float = 0.2
     folds: int = 5
-    eval_every: int = 100
+    eval_every: int = 50
     patience: int = 6
     transform: str = "rank"
     smile_clip: float = 5.0
