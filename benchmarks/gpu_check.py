@@ -16,15 +16,16 @@ and the next one runs):
    of what the GPU's matrix units deliver.
 
    In both speed parts every variant starts from the reference's weights, trains on the same
-   batches with the same random draws (the global RNG is reseeded before every variant's
-   chunk), in interleaved rounds whose order rotates; images/s is the median over rounds, the
+   batches with the same random draws (the global RNG is seeded with ``seed + k`` before every
+   variant's ``k``-th step), first untimed (the first step, then ``warmup`` steps), then in the
+   harness's interleaved rounds whose order rotates; images/s is the median over rounds, the
    ratio to the reference the median of the per-round ratios. *Same weights, same loss*: the
    first training step (same weights, same batch, same seed) of each variant against the
    reference's. *Matching loss*: the mean training loss of the last round within
    ``--loss-tolerance`` (default 2%) of the reference's on the same batches. Verdict: at least
    ``--target`` (default 2x) the reference's images/s at matching loss. Each variant's peak
    memory in the run (``torch.cuda.max_memory_allocated`` over one step, above what was held
-   before it), its warm-up time (compilation for the compiled ones), and whether a training
+   before it), its first step's time (compilation for the compiled ones), and whether a training
    step makes a host-device synchronisation (``torch.cuda.set_sync_debug_mode("error")``).
 3. *Peak memory against batch size*: each uncompiled variant built afresh and trained two steps
    per batch size (random CIFAR-sized inputs); the peak above what the process held before the
@@ -36,12 +37,12 @@ and the next one runs):
    kNN on the encoder's probe taps) next to the same encoder at its random initialisation.
 
 Results: ``gpu_check.json`` and ``gpu_check.md`` in ``--out`` (default ``$OUT`` when set, else
-``benchmarks/results/``), never overwriting earlier ones (``runinfo.write_results``); while it
+``benchmarks/results/``), never overwriting earlier ones (``harness.write_results``); while it
 runs, ``gpu_check-partial-TIME.json`` holds what is done so far (removed at the end), so a run
 stopped from outside still leaves its numbers. The run folder of part 4 is a temporary folder.
 
-Usage (from the root of a checkout; ``pip install -e .`` first, or ``PYTHONPATH=src`` where
-nothing can be installed)::
+Usage (from the root of a checkout; ``PYTHONPATH=src`` uses the checkout's package without
+installing it)::
 
     PYTHONUNBUFFERED=1 PYTHONPATH=src python -m benchmarks.gpu_check --out "$OUT"
     python -m benchmarks.gpu_check --smoke          # tiny sizes on the CPU, seconds (the test)
@@ -102,7 +103,7 @@ class Sizes:
     amdim_variants: tuple[str, ...]
     rounds: int
     steps: int  # per variant per round
-    warmup: int  # the harness's untimed steps per variant after the first step (the check)
+    warmup: int  # untimed steps per variant after the first step (the check), at least 1
     dim_memory_batches: tuple[int, ...]
     amdim_memory_batches: tuple[int, ...]
     matmul_n: int
@@ -294,7 +295,7 @@ class Seeded:
     def __init__(self, variant: Any, seed: int) -> None:
         self.variant, self.seed, self.k = variant, seed, 0
         self.speeds, self.losses = variant.speeds, variant.losses  # the same lists
-        self.first_step_seconds = float("nan")
+        self.first_step_seconds = self.warmup_seconds = float("nan")
 
     @property
     def name(self) -> str:
@@ -306,28 +307,31 @@ class Seeded:
         return self.variant.step(*batch)
 
 
-def first_steps(variants: list[Seeded], batch: tuple, device: torch.device,
+def first_steps(variants: list[Seeded], batches: list[tuple], device: torch.device,
                 errors: dict[str, str]) -> list[Seeded]:  # fmt: skip
-    """Every variant's first training step, on the same batch with the same seed and (all
-    starting from the reference's weights) the same weights: the same-weights loss check, and
-    where compilation happens (its time is kept as ``first_step_seconds``). A variant that fails
-    (e.g. no compiler on this machine) is dropped with its error; the reference failing ends the
-    part."""
+    """Every variant's untimed first steps on the same batches. The first (same weights, same
+    batch, same seed for all) is the same-weights loss check and where compilation happens (its
+    time is kept as ``first_step_seconds``); the rest warm up (recompilations, the allocator,
+    ``warmup_seconds``). A variant that fails in them (e.g. no compiler on this machine) is
+    dropped with its error; the reference failing ends the part."""
     kept = []
     for v in variants:
-        sync(device)
-        t0 = time.perf_counter()
         try:
-            v.losses.append(float(v.step(*batch)))
+            times = []
+            for b in batches:
+                sync(device)
+                t0 = time.perf_counter()
+                v.losses.append(float(v.step(*b)))  # float(): the step has finished
+                times.append(time.perf_counter() - t0)
         except Exception as exc:
             if not kept:
                 raise
             errors[v.name] = first_line(exc)
             print(f"   {v.name} dropped: {errors[v.name]}", flush=True)
             continue
-        v.first_step_seconds = time.perf_counter() - t0
-        print(f"   {v.name}: first step {v.first_step_seconds:.1f} s, loss {v.losses[0]:.6f}",
-              flush=True)  # fmt: skip
+        v.first_step_seconds, v.warmup_seconds = times[0], sum(times[1:])
+        print(f"   {v.name}: first step {times[0]:.1f} s (loss {v.losses[0]:.6f}), "
+              f"{len(times) - 1} warm-up steps {sum(times[1:]):.1f} s", flush=True)  # fmt: skip
         kept.append(v)
     return kept
 
@@ -378,6 +382,7 @@ def summarise(variants: list, checks: dict[str, float], target: float, tolerance
         r = out[v.name]
         r.update(
             first_step_seconds=round(v.first_step_seconds, 2),
+            warmup_seconds=round(v.warmup_seconds, 2),
             first_step_loss=v.losses[0],
             first_step_rel_diff=abs(v.losses[0] - ref.losses[0]) / abs(ref.losses[0]),
             last_round_train_loss=loss,
@@ -403,12 +408,14 @@ def speed_part(
     device: torch.device,
     checks: dict[str, float],
 ) -> dict[str, Any]:
-    """The first steps (the check, compilation), the harness's warm-up and interleaved timed
-    rounds on the batches after the first, then each variant's memory over one more step and
-    whether a step synchronises with the host."""
+    """The first steps (the check, compilation, warm-up), the harness's interleaved timed rounds
+    on the batches after them, then each variant's memory over one more step and whether a step
+    synchronises with the host."""
     errors: dict[str, str] = {}
-    variants = first_steps([Seeded(v, args.seed) for v in variants], batches[0], device, errors)
-    timed_rounds(variants, batches[1:], sizes.rounds, sizes.steps, sizes.warmup, images, device,
+    seeded = [Seeded(v, args.seed) for v in variants]
+    variants = first_steps(seeded, batches[: 1 + sizes.warmup], device, errors)
+    # the harness skips the first batch it is given (its own warm-up batch): the last one above
+    timed_rounds(variants, batches[sizes.warmup :], sizes.rounds, sizes.steps, 0, images, device,
                  log=lambda line: print("   " + line, flush=True))  # fmt: skip
     results = summarise(variants, checks, args.target, args.loss_tolerance, sizes.steps)
     for v in variants:
@@ -420,8 +427,8 @@ def speed_part(
 
 
 def n_batches(sizes: Sizes) -> int:
-    """The first step's batch, the harness's warm-up and the rounds."""
-    return 1 + max(sizes.warmup, 1) + sizes.rounds * sizes.steps
+    """The first step's batch, the warm-up's and the rounds'."""
+    return 1 + sizes.warmup + sizes.rounds * sizes.steps
 
 
 # --------------------------------------------------------------------------------------- parts
@@ -619,8 +626,8 @@ def _num(x: Any, fmt: str = ".1f") -> str:
 
 def _speed_table(part: dict[str, Any], amdim: bool, target: float) -> list[str]:
     cols = (
-        "| variant | images/s | x reference | first step s | first-step loss | rel diff | "
-        "last-round loss | vs reference | peak MiB (step) | host sync |"
+        "| variant | images/s | x reference | first step s (warm-up) | first-step loss | "
+        "rel diff | last-round loss | vs reference | peak MiB (step) | host sync |"
     )
     if amdim:
         cols += " GFLOP/s | of matmul rate |"
@@ -637,7 +644,8 @@ def _speed_table(part: dict[str, Any], amdim: bool, target: float) -> list[str]:
             f"{mem['peak_mib']:.0f} ({mem['step_mib']:.0f})"  # fmt: skip
         meets = "-" if "meets_target" not in r else ("yes" if r["meets_target"] else "no")
         row = (f"| {name} | {r['images_per_sec']:.0f} | {r['ratio_to_reference']:.2f} | "
-               f"{r['first_step_seconds']:.1f} | {r['first_step_loss']:.5f} | "
+               f"{r['first_step_seconds']:.1f} ({r['warmup_seconds']:.1f}) | "
+               f"{r['first_step_loss']:.5f} | "
                f"{r['first_step_rel_diff']:.1e} | {r['last_round_train_loss']:.4f} | "
                f"{100 * r['loss_rel_to_reference']:+.2f}% | {peak} | "
                f"{r.get('host_sync') or '-'} |")  # fmt: skip
@@ -660,8 +668,9 @@ def markdown(results: dict[str, Any]) -> str:
            f"{m['compute_capability']}, driver {m.get('driver')}" if m.get("gpu") else "")
         + f"); torch {m['torch']}, CUDA {m['cuda']}, cuDNN {m['cudnn']}; CPU {m['cpu']} "
         f"({m['cpu_cores']} cores, native bf16 {m['cpu_native_bf16']})",
-        f"- TF32: cuDNN {s['cudnn_tf32']}, matmul {s['cuda_matmul_tf32']} (PyTorch's defaults: "
-        "the fp32 rows' convolutions use TF32); data: the built-in synthetic set",
+        (f"- TF32: cuDNN {s['cudnn_tf32']}, matmul {s['cuda_matmul_tf32']} (PyTorch's defaults: "
+         "the fp32 rows' convolutions use TF32)" if m.get("gpu") else "- on the CPU")
+        + "; data: the built-in synthetic set",
         f"- command `{s['command']}`; budget {s['budget_seconds']:.0f} s, wall "
         f"{s['wall_seconds']:.0f} s; load average {s['load_average_start']:.2f} -> "
         f"{s['load_average_end']:.2f}",
@@ -677,7 +686,8 @@ def markdown(results: dict[str, Any]) -> str:
             f"{part['model']}; batch {part['batch']}. Every variant starts from the reference's "
             "weights. First step: the same batch, seed and weights for all (the same-weights "
             "check: rel diff against the reference's loss; compilation happens in it, hence its "
-            f"time); then {part['warmup_steps']} warm-up steps and {part['rounds']} interleaved "
+            f"time); then {part['warmup_steps']} warm-up steps (their time in brackets) and "
+            f"{part['rounds']} interleaved "
             f"rounds x {part['steps_per_round']} steps on the same batches; images/s: median of "
             "the rounds; x reference: median of the per-round ratios. Last-round loss: mean "
             "training loss of the last round, vs the reference's in %; matching: at most "
