@@ -370,6 +370,15 @@ def host_sync(v: Any, batch: tuple, device: torch.device) -> str | None:
         sync(device)
 
 
+def recorded(measure: Callable[..., Any], *args: Any) -> Any:
+    """``measure(*args)``, or its error as ``{"error": ...}``."""
+    try:
+        return measure(*args)
+    except Exception as exc:
+        traceback.print_exc()
+        return {"error": first_line(exc)}
+
+
 def summarise(variants: list, checks: dict[str, float], target: float, tolerance: float,
               steps: int) -> dict[str, Any]:  # fmt: skip
     """:func:`speed_summary` and, per variant, the same-weights check, the loss reached (mean of
@@ -418,10 +427,9 @@ def speed_part(
     timed_rounds(variants, batches[sizes.warmup :], sizes.rounds, sizes.steps, 0, images, device,
                  log=lambda line: print("   " + line, flush=True))  # fmt: skip
     results = summarise(variants, checks, args.target, args.loss_tolerance, sizes.steps)
-    for v in variants:
-        results[v.name]["memory"] = step_memory(v, batches[0], device)
-    for v in variants:
-        results[v.name]["host_sync"] = host_sync(v, batches[0], device)
+    for key, measure in (("memory", step_memory), ("host_sync", host_sync)):
+        for v in variants:  # what fails here is recorded: the speeds above are kept
+            results[v.name][key] = recorded(measure, v, batches[0], device)
     return {"variants": results, "rounds": sizes.rounds, "steps_per_round": sizes.steps,
             "warmup_steps": sizes.warmup, "dropped": errors}  # fmt: skip
 
@@ -460,12 +468,9 @@ def run_amdim_speed(args, sizes, device, clock, deadline) -> dict[str, Any]:
     out = speed_part(variants, pairs, sizes.amdim_batch, args, sizes, device, checks)
     del variants, ref
     free(device)
-    work = {n: amdim_speed.step_gflop(n, ns, device) for n in ("reference", "infomax")}
-    rates = {
-        "fp32": amdim_speed.matmul_gflops(torch.float32, device, n=sizes.matmul_n),
-        "bf16": amdim_speed.matmul_gflops(torch.bfloat16, device, n=sizes.matmul_n),
-    }
-    for name, r in out["variants"].items():
+    ceiling = recorded(_ceiling, ns, sizes, device)
+    work, rates = ceiling.get("step_gflop"), ceiling.get("matmul_gflop_per_sec")
+    for name, r in out["variants"].items() if work and rates else ():
         if r.get("check_only"):
             continue
         spec = amdim_speed.parse_variant(name)
@@ -476,10 +481,18 @@ def run_amdim_speed(args, sizes, device, clock, deadline) -> dict[str, Any]:
     ndf, n_rkhs, n_depth = sizes.amdim
     out.update(batch=sizes.amdim_batch, model=f"AMDIM amdim32 ndf {ndf}, n_rkhs {n_rkhs}, "
                f"n_depth {n_depth}; NCE 1t5+1t7+5t5, tclip 20, penalty 0.05; Adam 2e-4",
-               variants_asked=list(sizes.amdim_variants),
-               ceiling={"step_gflop": work, "matmul_gflop_per_sec": rates,
-                        "matmul_n": sizes.matmul_n})  # fmt: skip
+               variants_asked=list(sizes.amdim_variants), ceiling=ceiling)  # fmt: skip
     return out
+
+
+def _ceiling(ns: argparse.Namespace, sizes: Sizes, device: torch.device) -> dict[str, Any]:
+    """The floating-point work of a step (reference and infomax) and the matmul rates."""
+    work = {n: amdim_speed.step_gflop(n, ns, device) for n in ("reference", "infomax")}
+    rates = {
+        "fp32": amdim_speed.matmul_gflops(torch.float32, device, n=sizes.matmul_n),
+        "bf16": amdim_speed.matmul_gflops(torch.bfloat16, device, n=sizes.matmul_n),
+    }
+    return {"step_gflop": work, "matmul_gflop_per_sec": rates, "matmul_n": sizes.matmul_n}
 
 
 def fresh_memory(build: Callable[[], Any], batch: tuple, device: torch.device) -> dict[str, Any]:
@@ -503,6 +516,9 @@ def fresh_memory(build: Callable[[], Any], batch: tuple, device: torch.device) -
         return {"peak_mib": (torch.cuda.max_memory_allocated(device) - base) / MIB}
     except torch.OutOfMemoryError:
         return {"error": "out of memory"}
+    except Exception as exc:  # recorded; the other batch sizes still run
+        traceback.print_exc()
+        return {"error": first_line(exc)}
     finally:
         del v
         free(device)
@@ -639,18 +655,21 @@ def _speed_table(part: dict[str, Any], amdim: bool, target: float) -> list[str]:
                          f"{r['first_step_rel_diff']:.1e} | - | - | - | - |"
                          + (" - | - |" if amdim else "") + " - |")  # fmt: skip
             continue
-        mem = r.get("memory") or {}
-        peak = "-" if mem.get("peak_mib") is None else \
-            f"{mem['peak_mib']:.0f} ({mem['step_mib']:.0f})"  # fmt: skip
+        mem, sync_ = r.get("memory") or {}, r.get("host_sync")
+        peak = mem.get("error") or (
+            "-" if mem.get("peak_mib") is None else f"{mem['peak_mib']:.0f} ({mem['step_mib']:.0f})"
+        )
+        sync_ = sync_.get("error") if isinstance(sync_, dict) else sync_  # fmt: skip
         meets = "-" if "meets_target" not in r else ("yes" if r["meets_target"] else "no")
         row = (f"| {name} | {r['images_per_sec']:.0f} | {r['ratio_to_reference']:.2f} | "
                f"{r['first_step_seconds']:.1f} ({r['warmup_seconds']:.1f}) | "
                f"{r['first_step_loss']:.5f} | "
                f"{r['first_step_rel_diff']:.1e} | {r['last_round_train_loss']:.4f} | "
                f"{100 * r['loss_rel_to_reference']:+.2f}% | {peak} | "
-               f"{r.get('host_sync') or '-'} |")  # fmt: skip
+               f"{sync_ or '-'} |")  # fmt: skip
         if amdim:
-            row += f" {r['gflop_per_sec']:.4g} | {r['fraction_of_matmul_rate']:.0%} |"
+            row += f" {_num(r.get('gflop_per_sec'), '.4g')} | " \
+                   f"{_num(r.get('fraction_of_matmul_rate'), '.0%')} |"  # fmt: skip
         lines.append(row + f" {meets} |")
     for name, err in part.get("dropped", {}).items():
         lines.append(f"\n{name} was dropped: {err}")
@@ -855,7 +874,12 @@ def main(argv: list[str] | None = None) -> int:
         "skipped": guard.skipped,
         **clock.environment(),
     }  # fmt: skip
-    write_results(out / "gpu_check.json", results, markdown(results))
+    try:
+        text = markdown(results)
+    except Exception as exc:  # the numbers are kept all the same
+        traceback.print_exc()
+        text = f"(the Markdown could not be rendered: {first_line(exc)}; see the JSON)\n"
+    write_results(out / "gpu_check.json", results, text)
     partial.unlink(missing_ok=True)
     return 0
 

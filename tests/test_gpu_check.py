@@ -67,6 +67,27 @@ def test_smoke_run_covers_every_part(tmp_path):
     assert res["machine"]["device"] == "cpu" and res["machine"]["date_utc"]
 
 
+def test_a_failing_variant_or_measurement_is_recorded_not_fatal(tmp_path, monkeypatch):
+    # the GPU run happens once: a compiler missing there, or a measurement that breaks, must
+    # cost one row or one number, not the part
+    def no_compiler(variant, backend):
+        def fail(*args, **kwargs):
+            raise RuntimeError("no C compiler found")
+
+        variant.model.encoder.forward = fail
+
+    monkeypatch.setattr(gpu_check, "compile_encoder", no_compiler)
+    monkeypatch.setattr(gpu_check.amdim_speed, "step_gflop", lambda *args: 1 / 0)
+    assert gpu_check.main(["--smoke", "--parts", "amdim_speed", "--out", str(tmp_path)]) == 0
+    res, md = _read(tmp_path)
+    part = res["parts"]["amdim_speed"]
+    assert part["dropped"] == {"infomax-bf16-cl-compile": "RuntimeError: no C compiler found"}
+    assert set(part["variants"]) == {"reference", "infomax", "infomax-sep"}
+    assert part["ceiling"]["error"].startswith("ZeroDivisionError")
+    assert "infomax-bf16-cl-compile was dropped: RuntimeError: no C compiler found" in md
+    assert res["parts"]["dim_speed"] == "not asked for (--parts)"
+
+
 def test_time_guard_skips_parts_and_says_so(tmp_path):
     assert gpu_check.main(["--smoke", "--budget-seconds", "0", "--out", str(tmp_path)]) == 0
     res, md = _read(tmp_path)
