@@ -42,9 +42,10 @@ def demo_index(work: Path) -> tuple[Path, Path]:
     from infomax.search import index_folder
     from infomax.training import load_config, train
 
-    cfg = load_config("quickstart", [
-        "train.max_steps=1", "eval.after_training=false", "train.time_budget_minutes=null",
-        "model.encoder=dim32-tiny", "train.precision=fp32", "data.train_subset=64",
+    cfg = load_config("dim_l_nce_cifar10", [
+        "data.dataset=synthetic", "train.max_steps=1", "eval.after_training=false",
+        "train.time_budget_minutes=null", "model.encoder=dim32-tiny", "model.mi_units=32",
+        "train.precision=fp32", "data.train_subset=64",
     ])  # fmt: skip
     run = train(cfg, run_dir=work / "run", progress=False).run_dir
     ds = load_dataset("synthetic", split="test")

@@ -46,10 +46,10 @@ def tiny_run(tmp_path_factory):
     x = rng.integers(0, 255, (32, 32, 32, 3), dtype=np.uint8)
     y = rng.integers(0, 2, 32)
     np.savez(root / "tiny.npz", x_train=x, y_train=y, x_test=x[:8], y_test=y[:8])
-    cfg = load_config("quickstart", [
+    cfg = load_config("dim_l_nce_cifar10", [
         f"data.dataset={root / 'tiny.npz'}", "train.max_steps=1", "eval.after_training=false",
         "train.batch_size=16", "train.time_budget_minutes=null", "model.encoder=dim32-tiny",
-        "train.precision=fp32",
+        "model.mi_units=32", "train.precision=fp32",
     ])  # fmt: skip
     return train(cfg, run_dir=root / "run", progress=False).run_dir
 
