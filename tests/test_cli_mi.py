@@ -206,9 +206,9 @@ def test_cli_warnings_on_stderr_and_in_json(tmp_path, capsys):
 
 def test_cli_pairwise_csv_and_plot(tmp_path, capsys):
     rng = np.random.default_rng(3)
-    a = rng.standard_normal(800)
-    table = np.c_[a, RHO * a + math.sqrt(1 - RHO**2) * rng.standard_normal(800),
-                  rng.standard_normal(800), rng.integers(0, 3, 800)]  # fmt: skip
+    a = rng.standard_normal(600)
+    table = np.c_[a, RHO * a + math.sqrt(1 - RHO**2) * rng.standard_normal(600),
+                  rng.standard_normal(600), rng.integers(0, 3, 600)]  # fmt: skip
     np.savetxt(tmp_path / "t.csv", table, delimiter=",", header="a,b,c,d", comments="")
     out_csv, out_png = tmp_path / "mi.csv", tmp_path / "mi.png"
     argv = ["mi", str(tmp_path / "t.csv"), "--pairwise", "-o", str(out_csv), "--plot", str(out_png)]
