@@ -17,16 +17,22 @@ matching loss values. This script measures both halves in one process:
    the reference is the median of the per-round ratios (the ratio of the medians is in the JSON).
    After the last round every variant's loss is measured on the same held-out test batches: the
    loss reached in the same number of steps, next to the speed.
+3. *Chaos or a different step.* ``reference-ulp`` is the reference with every weight moved by one
+   ulp, trained on the same batches. When it drifts from the reference at least half as far as
+   ``infomax-2048`` does (largest train-loss difference), the split of the trajectories is the
+   chaos of training, not a difference in the step, and the script says so; a held-out loss
+   within the twin's distance from the reference then counts as matching (docs/dim.md).
 
 Variants (batch 128, 32x32 images, DIM(L) with the InfoNCE estimator, no prior, Adam):
 
 - ``reference``: ``benchmarks/reference_dim.py``, the rdevon/DIM arithmetic (NCHW 1x1 convs, an
   explicit (N, L, 1 + N L) logit tensor, 2048-unit critic, float32);
+- ``reference-ulp``: the same, every weight moved by one unit in the last place;
 - ``infomax-2048``: ``infomax.objectives.dim.DIM`` with the same 2048-unit critic, float32;
 - ``infomax-512``: the 512-unit critic of the CPU recipe (``configs/dim_l_nce_cifar10_cpu.yaml``);
 - on CUDA also ``infomax-2048-bf16`` and ``infomax-512-bf16``: bf16 autocast, channels_last.
 
-Usage (the defaults take about 5 minutes on 2 idle CPU cores)::
+Usage (the defaults take about 7 minutes on 2 idle CPU cores)::
 
     python -m benchmarks.dim_speed --data ../shared/data/cifar10.npz --out dim_speed.json
     python -m benchmarks.dim_speed --data ../shared/data/cifar10.npz --device cuda \\
@@ -50,7 +56,7 @@ from torch import nn
 from benchmarks.harness import Clock, machine, speed_summary, timed_rounds, write_results
 from benchmarks.reference_dim import ReferenceLocalDIM
 from infomax.objectives.dim import CIFAR10_MEAN, CIFAR10_STD, DIM
-from infomax.runtime import resolve_device
+from infomax.runtime import autocast, resolve_device
 from infomax.transforms import Normalize
 
 # ---------------------------------------------------------------------------------------- models
@@ -116,7 +122,7 @@ class Variant:
     losses: list[float] = field(default_factory=list)
 
     def _loss(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+        with autocast("bf16" if self.bf16 else "fp32", x.device):
             return self.forward(x)
 
     def step(self, x: torch.Tensor) -> torch.Tensor:
@@ -127,9 +133,9 @@ class Variant:
         return loss.detach()
 
     @torch.no_grad()
-    def loss(self, x: torch.Tensor, autocast: bool = False) -> float:
+    def loss(self, x: torch.Tensor, use_autocast: bool = False) -> float:
         """The training loss of a batch (train-mode batch norm, as in training), no update."""
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=autocast and self.bf16):
+        with autocast("bf16" if use_autocast and self.bf16 else "fp32", x.device):
             return float(self.forward(x))
 
 
@@ -249,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     same_weights = [v for v in variants if v.name.startswith("infomax-2048")]
     for v in same_weights:
         pairs = [
-            (ref.loss(b), v.loss(b, autocast=True)) for b in batches[1 : 1 + args.check_batches]
+            (ref.loss(b), v.loss(b, use_autocast=True)) for b in batches[1 : 1 + args.check_batches]
         ]
         check[v.name] = {
             "reference": [a for a, _ in pairs],

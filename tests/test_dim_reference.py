@@ -63,3 +63,32 @@ def test_weight_mapping_rejects_other_sizes(bench):
         bench.load_from_reference(dim, ref, critic=True)
     bench.load_from_reference(dim, ref, critic=False)  # the encoder alone maps
     assert torch.equal(dim.encoder.head.weight, ref.encoder.y.weight)
+
+
+def test_last_bit_twin_and_the_chaos_verdict(bench):
+    """The twin differs from the model by exactly one ulp in every float; the verdict calls a
+    split chaos when the twin drifts at least half as far as the variant, a step otherwise."""
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    twin = bench.last_bit_twin(model)
+    for (name, a), b in zip(model.state_dict().items(), twin.state_dict().values()):
+        if a.is_floating_point():
+            assert torch.equal(b, torch.nextafter(a, torch.full_like(a, float("inf")))), name
+        else:
+            assert torch.equal(a, b), name
+
+    def results(twin_diff: float) -> dict:
+        row = {"ratio_to_reference": 2.5, "held_out_loss_minus_reference": 0.3}
+        return {
+            "reference": {"held_out_loss_minus_reference": 0.0},
+            "reference-ulp": {"ratio_to_reference": 1.0, "held_out_loss_minus_reference": 0.5,
+                              "train_loss_max_abs_diff_to_reference": twin_diff},
+            "infomax-2048": {**row, "train_loss_max_abs_diff_to_reference": 2.0},
+        }  # fmt: skip
+
+    held = {"reference": 10.0}
+    chaos, step = results(1.5), results(0.01)
+    bench.diagnose(chaos, held, "reference", 2.0, 0.02)
+    bench.diagnose(step, held, "reference", 2.0, 0.02)
+    assert chaos["infomax-2048"]["split"] == "chaos" and step["infomax-2048"]["split"] == "step"
+    # +0.3 is above 2% of 10 but within the twin's own distance (0.5): matching loss
+    assert chaos["infomax-2048"]["matching_loss"] and chaos["infomax-2048"]["meets_target"]
