@@ -17,7 +17,8 @@ Usage::
         --runs dim_l=runs/dim_l amdim=runs/amdim dim_g=runs/dim_g --random dim_l amdim \\
         --taps default fc --grids docs/img/search --out docs/search_retrieval.json
 
-Writes ``--out`` (results .json and .md), one index file per (model, tap) under ``--work``, and
+Writes ``--out`` (results .json and .md), one index file per (model, tap) under ``--work`` (a
+rerun brings them up to date instead of embedding again), and
 ``--grids``/``<model>.png``: the same ``--queries`` test images (seeded) with their ``--k``
 nearest neighbours, green/red strips for same/other class.
 """
@@ -110,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--grids", help="folder for the neighbour pictures")
     ap.add_argument("--queries", type=int, default=10)
     ap.add_argument("--grid-k", type=int, default=9)
+    ap.add_argument("--thumb", type=int, default=32, help="grid cell size (CIFAR: 32 = native)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", help="results .json (the .md beside it) or folder")
@@ -134,14 +136,15 @@ def main(argv: list[str] | None = None) -> int:
             enc = random_encoder(enc)
         t0 = time.perf_counter()
         path = work / f"{label.replace(' ', '_').replace('(', '').replace(')', '')}-{enc.tap}.ix"
-        rep = index_folder(enc, folder, path, rebuild=True)
+        rep = index_folder(enc, folder, path)  # incremental: a rerun reuses up-to-date indexes
         searcher = Searcher(path, device=args.device)
         p, per_class = precision_at_k(searcher, args.k)
         row = {
             "model": label, "run": str(enc.run), "tap": enc.tap, "default_tap": tap == "default",
             "dim": int(searcher.index.vectors.shape[1]), "precision_at_k": p,
             "per_class": per_class, "index_images_per_s": rep.images_per_sec,
-            "seconds": round(time.perf_counter() - t0, 1), "precision": enc.precision,
+            "embedded": rep.embedded, "seconds": round(time.perf_counter() - t0, 1),
+            "precision": enc.precision,
             "retrieval_tap": retrieval_tap(enc.method),
         }  # fmt: skip
         rows.append(row)
@@ -153,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             paths = [searcher.index.paths[int(r)] for r in grid_rows]
             res = searcher.search(paths, k=args.grid_k, exclude_self=True)
             out = Path(args.grids) / f"{path.stem}.png"
-            render_search_grid(searcher.index, res, out, thumb=64, mark_folders=True)
+            render_search_grid(searcher.index, res, out, thumb=args.thumb, mark_folders=True)
             row["grid"] = str(out)
     res = {
         "settings": {
@@ -179,8 +182,9 @@ def markdown(res: dict[str, Any]) -> str:
     ]
     for r in res["models"]:
         tap = r["tap"] + (" (retrieval tap)" if r["default_tap"] else "")
+        rate = f"{r['index_images_per_s']:.0f}" if r.get("embedded") else "(reused)"
         lines.append(f"| {r['model']} | {tap} | {r['dim']} | {100 * r['precision_at_k']:.2f} | "
-                     f"{r['index_images_per_s']:.0f} |")  # fmt: skip
+                     f"{rate} |")  # fmt: skip
     lines += ["", f"torch {s['torch']}, {s['threads']} threads, native bf16 {s['native_bf16']}; "
               f"load average {s['load_average_start']:.1f} -> {s['load_average_end']:.1f}; "
               f"{s['wall_seconds'] / 60:.1f} min"]  # fmt: skip
