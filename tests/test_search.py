@@ -240,3 +240,19 @@ def test_cli_json_and_grid_agree(tiny_run, photos, tmp_path, capsys):
     assert main(argv) == 2 and "exists" in capsys.readouterr().err
     assert main(["search", str(index), "nope.png"]) == 2
     assert "neither an image file nor a path in the index" in capsys.readouterr().err
+
+
+def test_the_approximate_index_is_stored_and_used(tiny_run, photos, tmp_path, capsys):
+    pytest.importorskip("faiss")
+    index = tmp_path / "photos.index"
+    argv = ["index", str(tiny_run), str(photos), "-o", str(index), "--device", "cpu"]
+    assert main([*argv, "--approximate"]) == 0
+    assert "recall@10 1.000" in capsys.readouterr().err  # one cell: the IVF scans everything
+    ix = ImageIndex.load(index)
+    assert ix.ivf is not None and ix.meta["ivf"]["nprobe"] == 1
+    res = Searcher(ix, device="cpu").search(ix.paths, k=3, approximate=True)
+    assert [r.paths[0] for r in res] == ix.paths
+    # an update that changes the codes drops the stale approximate index, and says so
+    _picture(40).save(photos / "new.png")
+    assert main(argv) == 0 and "out of date" in capsys.readouterr().err
+    assert ImageIndex.load(index).ivf is None
