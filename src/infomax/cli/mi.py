@@ -157,8 +157,8 @@ def _print_result(result, args) -> None:
         fits = ex["fits"]
         steps = ", ".join(f"{f['steps_run']}" for f in fits)
         print(f"{len(fits)} critics, trained on {result.n_train} samples each, steps {steps}")
-    print(f"uncertainty: {ex['stderr_method']} (sampling and training noise, not bias); "
-          f"{result.seconds:.1f} s")  # fmt: skip
+    noise = "sampling and training noise" if "fits" in ex else "sampling noise"
+    print(f"uncertainty: {ex['stderr_method']} ({noise}, not bias); {result.seconds:.1f} s")
 
 
 def _run_pairwise(args: argparse.Namespace) -> int:

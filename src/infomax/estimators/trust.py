@@ -70,8 +70,8 @@ def k_drop_warnings(k_drop: dict | None) -> list[str]:
         return []
     return [
         f"the KSG estimate falls by {k_drop['drop']:.2f} nats from the reported k to k = "
-        f"{k_drop['k']}: the dependence is curved at the scale of the neighbourhoods and the "
-        "figure is likely too low"
+        f"{k_drop['k']}: the dependence is curved at the scale of the neighbourhoods (or the "
+        "dimension is high for the sample size) and the figure is likely too low"
     ]
 
 
