@@ -9,7 +9,7 @@ the chaos of training that any rounding change sets off, not a difference in the
 
 Usage (results in docs/distributed.md)::
 
-    python -m benchmarks.world_size_invariance                       # quick start DIM, small AMDIM
+    python -m benchmarks.world_size_invariance              # quick start, DIM(L), small AMDIM
     python -m benchmarks.world_size_invariance --steps 40 --nprocs 1 2 4
 """
 
@@ -29,7 +29,8 @@ import torch
 from benchmarks.harness import Clock, machine, write_results
 
 CASES: dict[str, list[str]] = {
-    "quickstart DIM": ["--config", "quickstart"],
+    "quick start": ["--config", "quickstart"],
+    "DIM(L) CPU recipe": ["--config", "dim_l_nce_cifar10_cpu", "data.dataset=synthetic"],
     "small AMDIM": [
         "--config", "amdim_cifar10_cpu", "data.dataset=synthetic", "model.ndf=16",
         "model.n_rkhs=64", "model.n_depth=1", "train.batch_size=32",
