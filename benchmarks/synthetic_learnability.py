@@ -24,6 +24,7 @@ from torch import nn
 
 from infomax.data import ArrayDataset, BatchLoader, load_dataset
 from infomax.evaluation import train_probe
+from infomax.runtime import resolve_device
 from infomax.transforms import AmdimViews
 
 
@@ -55,10 +56,10 @@ def probe_accuracy(enc, train, test, aug, dev) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, nargs="+", default=[100, 300])
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    dev = torch.device(args.device)
+    dev = resolve_device(args.device)
     train, test = load_dataset("synthetic", "train"), load_dataset("synthetic", "test")
     aug = AmdimViews.preset("cifar").to(dev)
 
