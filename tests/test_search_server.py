@@ -101,3 +101,25 @@ def test_it_answers_on_localhost_only(served):
     if own and not own.startswith("127."):
         with pytest.raises(OSError):
             socket.create_connection((own, port), timeout=2).close()
+
+
+def test_another_host_is_served_only_when_asked_for(tmp_path):
+    """``--host 0.0.0.0``: listens on every address and no longer checks the Host header."""
+    import torch
+
+    from infomax.search import ImageIndex
+
+    for i in range(3):
+        _picture(i).save(tmp_path / f"{i}.png")
+    ix = ImageIndex(torch.randn(3, 4), ["0.png", "1.png", "2.png"], [0] * 3, [0] * 3,
+                    ["d0", "d1", "d2"], {"root": str(tmp_path), "tap": "y"})  # fmt: skip
+    server = make_server(Searcher(ix, device="cpu"), host="0.0.0.0", port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        addr = ("127.0.0.1", server.server_address[1])
+        assert server.server_address[0] == "0.0.0.0"
+        status, res, _ = _get(addr, "/api/search?id=2&k=1", host="photos.example:80")
+        assert status == 200 and res["neighbors"][0]["path"] == "2.png"
+    finally:
+        server.shutdown()
+        server.server_close()
