@@ -389,6 +389,11 @@ def main(argv: list[str] | None = None) -> int:
         help="instead of the accuracy table: for each case and estimator, draw REPS independent "
         "samples and compare the spread of the estimates with the reported stderr",
     )
+    parser.add_argument(
+        "--first-seed", type=int, default=0,
+        help="with --calibrate: seeds first_seed .. first_seed + REPS - 1 (to split a calibration "
+        "over processes; every run is also printed as a JSON line on stderr)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     options = _parse_options(args.set)
 
@@ -405,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
         cases = [c for c in cases if any(s in c.name for s in args.cases)]
 
     if args.calibrate:
-        return calibrate(cases, args.estimators, args.calibrate, args.n, options)
+        return calibrate(cases, args.estimators, args.calibrate, args.n, options, args.first_seed)
 
     tasks = [
         (case.name, seed, args.estimators, args.n, options, args.threads)
@@ -428,7 +433,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def calibrate(cases: list[Case], estimators: list[str], reps: int, n: int, options) -> int:
+def calibrate(
+    cases: list[Case], estimators: list[str], reps: int, n: int, options, first_seed: int = 0
+) -> int:
     """Calibration of the reported interval over ``reps`` independent samples per case.
 
     Coverage is measured against the estimator's own mean over the samples (what the interval
@@ -444,11 +451,17 @@ def calibrate(cases: list[Case], estimators: list[str], reps: int, n: int, optio
     for case in cases:
         for est in estimators:
             res, secs = [], []
-            for rep in range(reps):
+            for rep in range(first_seed, first_seed + reps):
                 x, y = case.sample(n, np.random.default_rng(10_000 + rep))
                 t0 = time.perf_counter()
                 res.append(run_one(est, x, y, rep, options))
                 secs.append(time.perf_counter() - t0)
+                r = res[-1]
+                lo, hi = r.interval if r.interval else (math.nan, math.nan)
+                print(json.dumps({"case": case.name, "estimator": est, "seed": rep, "mi": r.mi,
+                                  "stderr": r.stderr, "interval": [lo, hi],
+                                  "true_mi": case.true_mi, "seconds": secs[-1]}),
+                      file=sys.stderr, flush=True)  # fmt: skip
             mis = [r.mi for r in res]
             mean, sd = statistics.fmean(mis), statistics.stdev(mis)
             se = statistics.median(r.stderr for r in res)
