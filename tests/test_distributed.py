@@ -189,6 +189,7 @@ def _cli(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.
 
 
 TINY_DIM = [
+    "--config", "dim_l_nce_cifar10_cpu", "train.time_budget_minutes=null",  # a DIM(L) recipe
     "model.encoder=dim32-tiny", "model.mi_units=32", "model.estimator=infonce",
     "model.alpha=0.5", "model.beta=1.0", "model.gamma=0.1", "model.prior=adversarial",
     "data.dataset=synthetic", "data.train_subset=512", "train.batch_size=16", "train.lr=1e-4",
