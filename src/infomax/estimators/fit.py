@@ -242,13 +242,13 @@ def estimate_mi(
             (:class:`infomax.estimators.neural.NeuralSettings`): critic ``"dot"`` (alias
             ``"separable"``) or ``"concat"``; ``folds`` fresh critics cross-fitted (1: one split
             holding out ``holdout``); inputs ``"rank"``- or ``"standardize"``-transformed.
-        permutations: if > 0, a permutation test of ``I = 0`` (``MIResult.p_value``).
-        seed: seeds splits, batches, initialisations, tie-breaking and permutations.
+        permutations: if > 0, a permutation test of ``I = 0`` (``MIResult.p_value``); seed:
+            seeds splits, batches, initialisations, tie-breaking and permutations.
         device: ``"auto"`` (GPU when available), ``"cpu"``, ``"cuda"``; progress: a bar.
     """
     from infomax.runtime import resolve_device
 
-    t0 = time.perf_counter()
+    t0 = time.perf_counter()  # validation first, then the choice, the runs, the result
     _check_names(estimator, ksg_transform, permutations)
     arrays = _check_inputs(x, y, z)
     n = arrays["x"].shape[0]
@@ -256,10 +256,8 @@ def estimate_mi(
         raise ValueError(f"k must satisfy 1 <= k < number of samples ({n}), got {k}")
     kinds = resolve_discrete(discrete, arrays)
     dims = {key: a.shape[1] for key, a in arrays.items()}
-    if estimator == "auto":
-        names, reason = choose_estimator(dims, kinds, n)
-    else:
-        names, reason = (estimator,), "requested"
+    auto = choose_estimator(dims, kinds, n) if estimator == "auto" else None
+    names, reason = auto or ((estimator,), "requested")
     from infomax.estimators.neural import NeuralSettings
 
     cfg = NeuralSettings(critic, hidden, embed_dim, layers, steps, batch_size, lr, holdout,
@@ -267,13 +265,8 @@ def estimate_mi(
     ctx = _Context(arrays, kinds, k, ksg_algorithm, ksg_transform, cfg, seed,
                    resolve_device(device), progress)  # fmt: skip
     runs = {name: _run(name, ctx) for name in names}
-    drop = runs.get("ksg", {}).get("k_drop", {}).get("drop", 0.0)
-    if estimator == "auto" and names == ("ksg",) and drop > trust.KSG_K_DROP:
-        names = ("ksg", "infonce")
-        reason += (f"; but KSG falls by {drop:.2f} nats from k = {ctx.k} to "
-                   f"{runs['ksg']['k_drop']['k']} (curved dependence), so a cross-fitted "
-                   "InfoNCE bound was run too")  # fmt: skip
-        runs["infonce"] = _run("infonce", ctx)
+    if estimator == "auto":
+        names, reason = _second_opinion(names, reason, runs, ctx)
     result = _combine(runs, names, reason, dims, n)
     if permutations:
         # the statistic: the kNN / plug-in estimator run here, else the one for these kinds
@@ -284,6 +277,19 @@ def estimate_mi(
     result.conditional = "z" in arrays
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def _second_opinion(names: tuple, reason: str, runs: dict, ctx: _Context) -> tuple:
+    """``auto`` with KSG alone: if KSG falls steeply with k (curved dependence), run a
+    cross-fitted InfoNCE bound as well (added to ``runs``); the new ``(names, reason)``."""
+    drop = runs.get("ksg", {}).get("k_drop", {}).get("drop", 0.0)
+    if names != ("ksg",) or drop <= trust.KSG_K_DROP:
+        return names, reason
+    reason += (f"; but KSG falls by {drop:.2f} nats from k = {ctx.k} to "
+               f"{runs['ksg']['k_drop']['k']} (curved dependence), so a cross-fitted "
+               "InfoNCE bound was run too")  # fmt: skip
+    runs["infonce"] = _run("infonce", ctx)
+    return ("ksg", "infonce"), reason
 
 
 def _check_names(estimator: str, ksg_transform: str, permutations: int) -> None:
