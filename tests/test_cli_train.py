@@ -85,7 +85,7 @@ def test_train_resume_and_evaluate(tmp_path, npz_data, capsys):
     code = main([
         "train", "--resume", str(run), "--quiet", "--max-steps", "6", "eval.after_training=true",
         "eval.compare_random=true", "eval.neighbors=true", "eval.knn_k=5",
-        "eval.probes=[linear]", "eval.probe_epochs=2",
+        "eval.probes=[linear]", "eval.probe_epochs=2", "eval.taps=null",
     ])  # fmt: skip
     assert code == 0
     out = capsys.readouterr().out
