@@ -87,6 +87,10 @@ class World:
         return self.world_size > 1
 
 
+# the gloo group of host-side decisions when the default group is NCCL (None: the default group)
+_CONTROL: Any = None
+
+
 def init(device: torch.device, world: World | None = None) -> World:
     """Start the default process group for ``world`` (from the environment by default): NCCL
     for CUDA devices, gloo otherwise. A no-op for one process or when already started."""
@@ -103,8 +107,6 @@ def init(device: torch.device, world: World | None = None) -> World:
         _CONTROL = dist.new_group(backend="gloo") if backend != "gloo" else None
     return world
 
-
-_CONTROL: Any = None
 
 
 def shutdown() -> None:
