@@ -269,22 +269,6 @@ class _GatherBatch(torch.autograd.Function):
         return grad[ctx.rank * ctx.n : (ctx.rank + 1) * ctx.n]
 
 
-class _AllReduceSum(torch.autograd.Function):
-    """Sum over processes; its gradient is the sum over processes of the incoming gradients."""
-
-    @staticmethod
-    def forward(ctx, t: Tensor) -> Tensor:
-        out = t.clone()
-        dist.all_reduce(out)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:
-        grad = grad.clone()
-        dist.all_reduce(grad)
-        return grad
-
-
 # ----------------------------------------------------------------------------- batch norm
 
 
@@ -292,11 +276,12 @@ class CPUSyncBatchNorm(_BatchNorm):
     """Batch norm whose training statistics cover the batches of all processes (any input
     rank: ``(N, C)``, ``(N, C, L)``, ``(N, C, H, W)``), for the gloo backend on the CPU.
 
-    The mean and the biased variance are two all-reduced sums (two passes, as exact as one
-    process's batch norm), through ``torch.distributed.nn``'s autograd-aware all-reduce, so the
-    gradient reaching every process is that of the global statistics; running statistics use the
-    unbiased global variance, as :class:`torch.nn.BatchNorm2d`. Outside training, or with one
-    process, it is plain batch norm.
+    Each process computes its mean and biased variance; one autograd-aware all-gather of these
+    per-channel statistics (and the counts) gives the global mean and variance by Chan et al.'s
+    exact combination, so the gradient reaching every process is that of the global statistics;
+    the normalisation is one fused multiply-add. Running statistics use the unbiased global
+    variance, as :class:`torch.nn.BatchNorm2d`. Outside training, or with one process, it is
+    plain batch norm.
     """
 
     def _check_input_dim(self, x: Tensor) -> None:
@@ -307,21 +292,28 @@ class CPUSyncBatchNorm(_BatchNorm):
         self._check_input_dim(x)
         if not (self.training and _active()):
             return super().forward(x)
-        all_reduce = _AllReduceSum.apply
         dims = [0, *range(2, x.dim())]
         shape = (1, -1) + (1,) * (x.dim() - 2)
-        xf = x.float()
-        count = xf.new_tensor(float(x.numel() // x.shape[1]))
-        total = all_reduce(torch.cat([xf.sum(dims), count.view(1)]))
-        n = total[-1]
-        mean = total[:-1] / n
-        centred = xf - mean.view(shape)
-        var = all_reduce(centred.square().sum(dims)) / n
-        y = centred * torch.rsqrt(var + self.eps).view(shape)
+        # each process's mean and biased variance (one fused pass), gathered with gradients and
+        # combined exactly (Chan et al. 1979): with w_r = n_r / n, mean = sum_r w_r m_r and
+        # var = sum_r w_r (v_r + (m_r - mean)^2)
+        var_r, mean_r = torch.var_mean(x.float(), dim=dims, correction=0)
+        count = mean_r.new_full(mean_r.shape, float(x.numel() // x.shape[1]))
+        parts = _GatherBatch.apply(torch.stack([mean_r, var_r, count])[None])  # (W, 3, C)
+        means, variances, counts = parts[:, 0], parts[:, 1], parts[:, 2].detach()
+        n = counts.sum(0)
+        w = counts / n
+        mean = (w * means).sum(0)
+        var = (w * (variances + (means - mean).square())).sum(0)
+        scale = torch.rsqrt(var + self.eps)
         if self.affine:
-            y = y * self.weight.view(shape) + self.bias.view(shape)
+            scale = scale * self.weight
+            shift = self.bias - mean * scale
+        else:
+            shift = -mean * scale
+        y = torch.addcmul(shift.view(shape), x.float(), scale.view(shape))  # one fused pass
         if self.track_running_stats:
-            self._update_running_stats(mean.detach(), var.detach(), n.detach())
+            self._update_running_stats(mean.detach(), var.detach(), n[0].detach())
         return y.to(x.dtype)
 
     @torch.no_grad()
