@@ -318,7 +318,7 @@ def test_a_killed_worker_restarts_and_ends_bitwise_equal(tmp_path):
         [sys.executable, "-m", "infomax", "train", *args, "--run-dir", str(killed), "--nproc",
          "2", "--max-restarts", "1"],
         env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True,
+        stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )  # fmt: skip
     deadline = time.monotonic() + 240
     while not (killed / "last.pt").is_file() and time.monotonic() < deadline:
@@ -327,7 +327,11 @@ def test_a_killed_worker_restarts_and_ends_bitwise_equal(tmp_path):
                              capture_output=True, text=True).stdout.split()  # fmt: skip
     assert workers, "no worker found"
     os.kill(int(workers[-1]), signal.SIGKILL)
-    out = launcher.communicate(timeout=300)[0]
+    try:
+        out = launcher.communicate(timeout=300)[0]
+    except subprocess.TimeoutExpired:
+        os.killpg(launcher.pid, signal.SIGKILL)  # leave no workers behind
+        raise
     assert launcher.returncode == 0, out[-3000:]
     wa, wb = _weights(clean), _weights(killed)
     assert all(torch.equal(wa[k], wb[k]) for k in wa)  # bitwise, buffers included
