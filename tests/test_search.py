@@ -28,14 +28,6 @@ from infomax.search import (
 from infomax.search.grid import thumbnail
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """A real run folder: one training step of DIM(L) with the tiny encoder on 32 images."""
