@@ -10,7 +10,7 @@ import threading
 
 import pytest
 from PIL import Image
-from test_search import _picture, one_thread, tiny_run  # noqa: F401 (fixtures)
+from test_search import _picture, tiny_run  # noqa: F401 (fixtures)
 
 from infomax.search import Searcher, index_folder, make_server
 
