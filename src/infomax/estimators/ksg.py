@@ -14,9 +14,9 @@ With the max-norm in the joint space Z = (X, Y), ``||z - z'|| = max(||x - x'||, 
   ``I2 = psi(k) - 1/k + psi(N) - < psi(n_x) + psi(n_y) >``.
 
 The result is in nats. The neighbour searches are exact (:mod:`infomax.estimators.neighbors`):
-SciPy's ``cKDTree`` on the CPU in low dimension (100,000 samples of 5 + 5 dimensions in seconds),
-chunked brute force with :func:`torch.cdist` otherwise and on the GPU. The conditional form of
-Frenzel & Pompe (2007) is :func:`ksg_cmi_pointwise`.
+k-d trees on the CPU in low dimension (SciPy's ``cKDTree`` for the neighbours, scikit-learn's
+``KDTree`` for the counts), chunked brute force with :func:`torch.cdist` otherwise and on the
+GPU. The conditional form of Frenzel & Pompe (2007) is :func:`ksg_cmi_pointwise`.
 
 Preprocessing, applied to each variable separately (an invertible map of X alone and of Y alone
 leaves I(X; Y) unchanged, but the finite-sample KSG estimate is not invariant, see

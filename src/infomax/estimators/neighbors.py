@@ -10,9 +10,12 @@ Two primitives, each with two interchangeable backends:
 
 Backends:
 
-- ``"tree"``: SciPy's ``cKDTree`` (``p=inf``, all CPU cores): ``O(N log N)`` in low dimension,
-  100,000 samples of 5 + 5 dimensions in seconds. Trees lose their advantage as the dimension
-  grows (beyond about 15 coordinates they scan most of the points).
+- ``"tree"``: k-d trees on the CPU, ``O(N log N)`` in low dimension: SciPy's ``cKDTree``
+  (``p=inf``, all CPU cores) for the neighbours, scikit-learn's ``KDTree`` (Chebyshev metric,
+  ``count_only``, which counts a node that lies inside the radius without visiting its points;
+  3 times faster than ``cKDTree``'s ball query on 100,000 samples of 5 dimensions) for the counts.
+  Trees lose their advantage as the dimension grows (beyond about 15 coordinates they scan most
+  of the points).
 - ``"torch"``: brute force in row chunks with :func:`torch.cdist` on the samples' device (the GPU
   when the tensors live there), memory bounded by ``chunk_elements`` distances per tensor,
   ``O(N^2 d)`` work.
@@ -111,14 +114,15 @@ def count_within(
     n = p.shape[0]
     radius = radius.to(device=p.device, dtype=torch.float64).reshape(n)
     if resolve_backend(backend, p.shape[1], p.device) == "tree":
-        from scipy.spatial import cKDTree
+        from sklearn.neighbors import KDTree
 
         pts = p.cpu().numpy()
         r = radius.cpu().numpy()
         if strict:  # the largest float below r: "< r" as "<= r'"
             r = np.nextafter(r, -np.inf)
-        found = cKDTree(pts).query_ball_point(
-            pts, r=np.maximum(r, 0.0), p=np.inf, workers=-1, return_length=True
+        # count_only adds whole nodes that lie inside the ball without visiting their points
+        found = KDTree(pts, metric="chebyshev").query_radius(
+            pts, r=np.maximum(r, 0.0), count_only=True
         )
         counts = np.where(r < 0, 0, found)  # strict with radius 0: nothing is closer than 0
         return torch.from_numpy(counts.astype(np.float64)).to(p.device)
