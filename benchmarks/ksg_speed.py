@@ -5,14 +5,16 @@ same correlated-Gaussian samples; the rounds are interleaved (each round runs ev
 implementation once, in turn) and the table reports the median seconds, the ratio to infomax and
 the estimates (so the ratios are taken at matching estimates).
 
-- ``infomax``: :func:`infomax.estimators.ksg.ksg_mi` (rank transform, cKDTree neighbour search
-  on all CPU cores); ``infomax-torch``: the same with the chunked brute-force torch search (the
-  GPU path, here on the CPU; only up to ``--torch-max-n`` samples).
+- ``infomax``: :func:`infomax.estimators.ksg.ksg_mi` (rank transform, k-d tree searches: SciPy's
+  ``cKDTree`` on all CPU cores for the neighbours, scikit-learn's ``KDTree`` for the counts);
+  ``infomax-torch``: the same with the chunked brute-force torch search (the GPU path, here on
+  the CPU; only up to ``--torch-max-n`` samples).
 - ``sklearn``: ``sklearn.feature_selection.mutual_info_regression`` (one feature at a time, so
   only for 1 + 1 dimensions).
 - ``npeet``: ``npeet_plus.estimators.mi`` (``pip install npeet-plus``).
-- ``bmi``: ``bmi.estimators.KSGEnsembleFirstEstimator`` (``pip install benchmark-mi``; JAX),
-  when installed.
+- ``bmi``: ``bmi.estimators.KSGEnsembleFirstEstimator`` (``pip install benchmark-mi``; JAX;
+  bmi 0.1 needs ``jax<0.4.34``), when installed; it compares every pair of samples, so only up to
+  ``--bmi-max-n`` samples.
 
 The comparison packages are not dependencies of infomax; missing ones are reported as such.
 
@@ -43,7 +45,7 @@ def _data(n: int, d: int, seed: int = 0):
     return x, y, -0.5 * d * math.log(1 - rho**2)
 
 
-def _implementations(torch_max_n: int):
+def _implementations(torch_max_n: int, bmi_max_n: int):
     impls = {}
 
     def infomax(x, y):
@@ -81,7 +83,7 @@ def _implementations(torch_max_n: int):
         from bmi.estimators import KSGEnsembleFirstEstimator
 
         est = KSGEnsembleFirstEstimator(neighborhoods=(3,), standardize=True)
-        impls["bmi"] = (lambda x, y: float(est.estimate(x, y)), None)
+        impls["bmi"] = (lambda x, y: float(est.estimate(x, y)), lambda n, d: n <= bmi_max_n)
     except ImportError:
         impls["bmi"] = None
     return impls
@@ -93,10 +95,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dims", nargs="+", type=int, default=[1, 5], help="d for d + d dimensions")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--torch-max-n", type=int, default=20_000)
+    ap.add_argument("--bmi-max-n", type=int, default=20_000,
+                    help="bmi's KSG compares every pair (O(N^2) time); skip it above this")
     ap.add_argument("--out", default=None, help="results .json (a .md is written beside it)")
     args = ap.parse_args(argv)
     clock = Clock()
-    impls = _implementations(args.torch_max_n)
+    impls = _implementations(args.torch_max_n, args.bmi_max_n)
     missing = [name for name, v in impls.items() if v is None]
     impls = {name: v for name, v in impls.items() if v is not None}
     rows = []

@@ -88,3 +88,33 @@ def test_ksg_falling_with_k_is_flagged_on_a_spiral():
     plain = estimate_mi(x, x + rng.standard_normal((2000, 2)), "ksg")  # 0.69 nats, smooth
     assert abs(plain.extra["k_drop"]["drop"]) < 0.06 and plain.warnings == []
     assert "reported" in trust.disagreement(("a", 0.5, 0.01), ("b", 1.0, 0.01), "b")[0]
+
+
+def test_auto_runs_the_curved_dependence_critic_when_ksg_falls_with_k(monkeypatch):
+    """``auto`` on a spiral: KSG falls with k, so a cross-fitted InfoNCE bound is run with the
+    curved-dependence settings on top of the user's, and the larger figure is reported."""
+    from infomax.estimators import fit
+
+    seen = {}
+
+    def fake_neural(name, ctx):  # stands in for five trained critics
+        seen["name"], seen["cfg"] = name, ctx.cfg
+        return {"mi": 1.5, "stderr": 0.02, "df": 4, "n_train": 1440, "n_eval": 2000,
+                "fits": [], "cap_nats": math.log(400), "train_cap_nats": math.log(256)}  # fmt: skip
+
+    monkeypatch.setattr(fit, "_run_neural", fake_neural)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2000, 2))
+    y = x + 0.5 * rng.standard_normal((2000, 2))
+    r = np.hypot(x[:, 0], x[:, 1])
+    c, s = np.cos(3 * math.pi * r), np.sin(3 * math.pi * r)
+    warped = np.c_[c * x[:, 0] - s * x[:, 1], s * x[:, 0] + c * x[:, 1]]
+    res = estimate_mi(warped, y, hidden=64, progress=False)
+    assert seen["name"] == "infonce"
+    for key, value in fit.CURVED_CRITIC.items():
+        assert getattr(seen["cfg"], key) == value
+    assert seen["cfg"].hidden == 64  # the user's other settings are kept
+    assert res.estimator == "infonce" and res.mi == 1.5
+    assert "curved dependence" in res.reason and res.extra["estimates"]["ksg"]["mi"] < 1.5
+    smooth = estimate_mi(x, x + rng.standard_normal((2000, 2)), progress=False)  # no fall with k
+    assert smooth.estimator == "ksg" and "infonce" not in smooth.extra.get("estimates", {})
