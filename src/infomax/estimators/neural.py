@@ -16,6 +16,14 @@ critic's initialisation, batches and early stopping) as well as that of the eval
 delete-a-group jackknife over the evaluation samples for a fixed critic: cheaper, and it does not
 cover the training's variability.
 
+The fold critics are trained *together*: their parameters are stacked (``torch.func``) and one
+vectorised step (:func:`torch.func.vmap`) updates all of them, each on a batch of its own training
+part with its own Adam state, which is the same as training them one after the other but makes
+one large step of several small ones (1.5-1.7x faster on 2 CPU cores, docs/mi_accuracy.md; more on
+a GPU). Each critic keeps its own early stopping: one that stops is restored to its best state
+while the others go on. MINE, whose gradient correction has a moving-average state, trains its
+critics one at a time.
+
 Inputs get a per-coordinate transform fitted on each training part, by default ``"rank"`` (the
 empirical CDF, interpolated, then the normal quantile: Gaussian marginals, the same copula
 transform that makes KSG robust to heavy tails; an increasing map of each coordinate, so the MI
@@ -174,31 +182,66 @@ def _jackknife(fig, scores: torch.Tensor, groups: int) -> float:
     return float(torch.sqrt((g - 1) / g * ((v - v.mean()) ** 2).sum()))
 
 
-def _held_out_scores(model, xh: torch.Tensor, yh: torch.Tensor, rows: int) -> torch.Tensor:
-    model.eval()
+def _held_out_scores(critic, xh: torch.Tensor, yh: torch.Tensor, rows: int) -> torch.Tensor:
+    """Scores of every held-out pair, ``rows`` rows of x at a time (``critic(x, y)``)."""
     with torch.no_grad():
-        s = torch.cat([model(xh[i : i + rows], yh) for i in range(0, len(xh), rows)])
-    model.train()
+        s = torch.cat([critic(xh[i : i + rows], yh) for i in range(0, len(xh), rows)])
     return s.float()
 
 
-def _train(name, cfg: NeuralSettings, data, seed: int, device, bar) -> tuple[Any, dict]:
-    """Train a fresh critic on ``data = (x_tr, y_tr, x_va, y_va)``; keep the best on validation."""
-    x_tr, y_tr, x_va, y_va = data
+def _new_critic(cfg: NeuralSettings, dims: tuple[int, int], seed: int, device) -> torch.nn.Module:
+    """A freshly initialised critic, its initialisation drawn from ``seed`` alone."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(int(seed))
+        model = make_critic(cfg.critic, dims[0], dims[1], cfg.hidden, cfg.embed_dim, cfg.layers)
+    return model.to(device)
+
+
+def _score_rows(cfg: NeuralSettings, n_cols: int) -> int:
+    """Rows of x per chunk of held-out scores (bounds the concat critic's memory)."""
+    return max(1, 2**24 // ((cfg.hidden if cfg.critic == "concat" else 1) * n_cols))
+
+
+class _EarlyStopping:
+    """One critic's best validation figure, its state then, and the patience count."""
+
+    def __init__(self, state: dict, patience: int):
+        self.best, self.state, self.best_step = -math.inf, state, 0
+        self.patience, self.since, self.history = patience, 0, []
+        self.reason, self.steps_run, self.done = "max steps", 0, False
+
+    def update(self, step: int, val: float, state_fn) -> None:
+        """Record the validation figure ``val`` at ``step``; ``state_fn()`` copies the state."""
+        self.history.append(round(val, 4))
+        self.steps_run = step
+        if math.isfinite(val) and val > self.best + 1e-3:
+            self.best, self.state, self.best_step, self.since = val, state_fn(), step, 0
+        else:
+            self.since += 1
+            if self.since >= self.patience:
+                self.stop(step, "early stopping")
+
+    def stop(self, step: int, reason: str) -> None:
+        self.reason, self.steps_run, self.done = reason, step, True
+
+    def info(self, batch: int) -> dict:
+        return {"steps_run": self.steps_run, "best_step": self.best_step,
+                "stop_reason": self.reason, "val_mi": self.best, "val_history": self.history,
+                "batch_size": batch}  # fmt: skip
+
+
+def _train(name, cfg: NeuralSettings, fold: dict, seed: int, device, bar) -> tuple[Any, dict]:
+    """Train one fresh critic on ``fold["train"]``, early-stopped on ``fold["val"]``."""
+    (x_tr, y_tr), (x_va, y_va) = fold["train"], fold["val"]
     n_train = x_tr.shape[0]
     batch = min(cfg.batch_size, n_train)
     gen = torch.Generator().manual_seed(int(seed))
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(int(seed))
-        model = make_critic(cfg.critic, x_tr.shape[1], y_tr.shape[1], cfg.hidden,
-                            cfg.embed_dim, cfg.layers)  # fmt: skip
-    model = model.to(device)
+    model = _new_critic(cfg, (x_tr.shape[1], y_tr.shape[1]), seed, device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     loss_fn = bounds.MINE() if name == "mine" else figure_fn(name, cfg.smile_clip)
     fig = figure_fn(name, cfg.smile_clip)
-    rows = max(1, 2**24 // ((cfg.hidden if cfg.critic == "concat" else 1) * len(x_va)))
-    best = {"val": -math.inf, "state": copy.deepcopy(model.state_dict()), "step": 0}
-    history, since, reason, step = [], 0, "max steps", 0
+    rows = _score_rows(cfg, len(x_va))
+    stop = _EarlyStopping(copy.deepcopy(model.state_dict()), cfg.patience)
     perm, pos = torch.randperm(n_train, generator=gen).to(device), 0
     for step in range(1, cfg.steps + 1):
         if pos + batch > n_train:
@@ -213,22 +256,98 @@ def _train(name, cfg: NeuralSettings, data, seed: int, device, bar) -> tuple[Any
         if step % cfg.eval_every and step != cfg.steps:
             continue
         if not math.isfinite(float(loss.detach())):
-            reason = "non-finite training loss"
+            stop.stop(step, "non-finite training loss")
             break
         val = float(fig(_held_out_scores(model, x_va, y_va, rows)).mi)
-        history.append(round(val, 4))
         bar.set_postfix(val_mi=f"{val:.3f}")
-        if math.isfinite(val) and val > best["val"] + 1e-3:
-            best, since = {"val": val, "state": copy.deepcopy(model.state_dict()), "step": step}, 0
-        else:
-            since += 1
-            if since >= cfg.patience:
-                reason = "early stopping"
-                break
-    model.load_state_dict(best["state"])
-    info = {"steps_run": step, "best_step": best["step"], "stop_reason": reason,
-            "val_mi": best["val"], "val_history": history, "batch_size": batch}  # fmt: skip
-    return (model, rows), info
+        stop.update(step, val, lambda: copy.deepcopy(model.state_dict()))
+        if stop.done:
+            break
+    model.load_state_dict(stop.state)
+    return model, stop.info(batch)
+
+
+def _padded(blocks: list[torch.Tensor]) -> torch.Tensor:
+    """``(F, n_max, d)``: the folds' training tensors stacked, shorter ones padded with zeros."""
+    out = blocks[0].new_zeros(len(blocks), max(b.shape[0] for b in blocks), blocks[0].shape[1])
+    for f, b in enumerate(blocks):
+        out[f, : b.shape[0]] = b
+    return out
+
+
+class _Stacked:
+    """Several critics of one architecture as stacked parameters (:mod:`torch.func`)."""
+
+    def __init__(self, models: list[torch.nn.Module]):
+        self.models = models
+        self.params, self.buffers = torch.func.stack_module_state(models)
+        self.base = copy.deepcopy(models[0]).to("meta")
+
+    def critic(self, f: int):
+        """Critic ``f`` as a function ``(x, y) -> scores`` on the live stacked parameters."""
+        params = {k: v[f] for k, v in self.params.items()}
+        buffers = {k: v[f] for k, v in self.buffers.items()}
+        return lambda x, y: torch.func.functional_call(self.base, (params, buffers), (x, y))
+
+    def state(self, f: int) -> dict:
+        live = {**self.params, **self.buffers}
+        return {k: v[f].detach().clone() for k, v in live.items()}
+
+    def losses(self, loss_fn, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        """``(F,)`` losses, critic ``f`` on batch ``(xb[f], yb[f])``, in one vectorised call."""
+
+        def one(p, b, x, y):
+            return loss_fn(torch.func.functional_call(self.base, (p, b), (x, y))).loss
+
+        return torch.func.vmap(one)(self.params, self.buffers, xb, yb)
+
+
+def _train_together(name, cfg: NeuralSettings, folds: list[dict], seeds, device, bar) -> list:
+    """Train one fresh critic per fold at once (see the module docstring): ``[(model, info)]``."""
+    xs, ys = [f["train"][0] for f in folds], [f["train"][1] for f in folds]
+    sizes = torch.tensor([len(a) for a in xs])
+    n_min, batch = int(sizes.min()), min(cfg.batch_size, int(sizes.min()))
+    x_pad, y_pad = _padded(xs), _padded(ys)
+    stacked = _Stacked([_new_critic(cfg, (xs[0].shape[1], ys[0].shape[1]), s, device)
+                        for s in seeds])  # fmt: skip
+    opt = torch.optim.Adam(stacked.params.values(), lr=cfg.lr)
+    fig = figure_fn(name, cfg.smile_clip)
+    rows = _score_rows(cfg, min(len(f["val"][0]) for f in folds))
+    stops = [_EarlyStopping(stacked.state(f), cfg.patience) for f in range(len(folds))]
+    gen = torch.Generator().manual_seed(int(seeds[0]))
+    pad = torch.arange(x_pad.shape[1])[None, :] >= sizes[:, None]
+    perm, pos = None, n_min
+    for step in range(1, cfg.steps + 1):
+        if pos + batch > n_min:  # an epoch: every fold's own samples in a random order
+            keys = torch.rand(pad.shape, generator=gen).masked_fill(pad, 2.0)
+            perm, pos = keys.argsort(dim=1)[:, :n_min].to(device), 0
+        idx = perm[:, pos : pos + batch, None]
+        pos += batch
+        xb = x_pad.gather(1, idx.expand(-1, -1, x_pad.shape[2]))
+        yb = y_pad.gather(1, idx.expand(-1, -1, y_pad.shape[2]))
+        losses = stacked.losses(fig, xb, yb)
+        opt.zero_grad(set_to_none=True)
+        losses.sum().backward()
+        opt.step()
+        bar.update(sum(not st.done for st in stops))
+        if step % cfg.eval_every and step != cfg.steps:
+            continue
+        finite = torch.isfinite(losses.detach()).tolist()
+        for f, st in enumerate(stops):
+            if st.done:
+                continue
+            if not finite[f]:
+                st.stop(step, "non-finite training loss")
+                continue
+            val = float(fig(_held_out_scores(stacked.critic(f), *folds[f]["val"], rows)).mi)
+            st.update(step, val, functools.partial(stacked.state, f))
+        if all(st.done for st in stops):
+            break
+    for model, st in zip(stacked.models, stops):
+        if not st.done:
+            st.steps_run = step
+        model.load_state_dict(st.state)
+    return [(model, st.info(batch)) for model, st in zip(stacked.models, stops)]
 
 
 def _converged(info: dict, cfg: NeuralSettings) -> bool:
@@ -240,21 +359,38 @@ def _converged(info: dict, cfg: NeuralSettings) -> bool:
     return info["best_step"] <= 0.75 * info["steps_run"]
 
 
-def _one_fit(name, cfg, x, y, split, seed, device, bar) -> dict:
-    """Fit transforms and a critic on ``split = (train, val, eval)``; the held-out figure."""
+def _fold_data(cfg: NeuralSettings, x, y, split, device) -> dict:
+    """Transforms fitted on the training part of ``split = (train, val, eval)``, applied to all
+    samples: ``{"train": (x, y), "val": (x, y), "eval": (x, y)}`` on ``device``."""
     tr, va, ev = split
     fx = _MarginalTransform(x[tr], cfg.transform)
     fy = _MarginalTransform(y[tr], cfg.transform)
     xt, yt = fx(x).to(device), fy(y).to(device)
     tr, va, ev = tr.to(device), va.to(device), ev.to(device)
-    (model, rows), info = _train(name, cfg, (xt[tr], yt[tr], xt[va], yt[va]), seed, device, bar)
-    scores = _held_out_scores(model, xt[ev], yt[ev], rows)
+    return {"train": (xt[tr], yt[tr]), "val": (xt[va], yt[va]), "eval": (xt[ev], yt[ev])}
+
+
+def _held_out_fit(name, cfg: NeuralSettings, model, fold: dict, info: dict) -> dict:
+    """A trained critic's figure on its fold's evaluation samples, added to ``info``."""
+    x_ev, y_ev = fold["eval"]
+    scores = _held_out_scores(model, x_ev, y_ev, _score_rows(cfg, len(x_ev)))
     fig = figure_fn(name, cfg.smile_clip)
-    info.update(mi=float(fig(scores).mi), n_eval=len(ev), n_train=len(tr), n_val=len(va),
-                converged=_converged(info, cfg))  # fmt: skip
+    info.update(mi=float(fig(scores).mi), n_eval=len(x_ev), n_train=len(fold["train"][0]),
+                n_val=len(fold["val"][0]), converged=_converged(info, cfg))  # fmt: skip
     if cfg.folds == 1:
         info["jackknife"] = _jackknife(fig, scores, _JACKKNIFE_GROUPS)
     return info
+
+
+def _fits(name, cfg: NeuralSettings, x, y, splits, seed: int, device, bar) -> list[dict]:
+    """One trained critic per split and its held-out figure (together when they can be)."""
+    folds = [_fold_data(cfg, x, y, sp, device) for sp in splits]
+    seeds = [seed + 1000 * f for f in range(len(splits))]
+    if len(folds) > 1 and name != "mine":  # MINE's moving average is state of one critic
+        trained = _train_together(name, cfg, folds, seeds, device, bar)
+    else:
+        trained = [_train(name, cfg, fold, s, device, bar) for fold, s in zip(folds, seeds)]
+    return [_held_out_fit(name, cfg, m, fold, info) for (m, info), fold in zip(trained, folds)]
 
 
 def neural_estimate(
@@ -288,10 +424,7 @@ def neural_estimate(
 
     with tqdm(total=cfg.steps * len(splits), desc=f"{name} critic", disable=not progress,
               file=sys.stderr, leave=False, dynamic_ncols=True) as bar:  # fmt: skip
-        fits = [
-            _one_fit(name, cfg, xt, yt, sp, seed + 1000 * f, device, bar)
-            for f, sp in enumerate(splits)
-        ]
+        fits = _fits(name, cfg, xt, yt, splits, seed, device, bar)
     values = np.array([f["mi"] for f in fits], dtype=np.float64)
     if cfg.folds == 1:
         stderr, df = fits[0]["jackknife"], min(_JACKKNIFE_GROUPS, fits[0]["n_eval"]) - 1
