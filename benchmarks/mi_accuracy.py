@@ -394,7 +394,14 @@ def main(argv: list[str] | None = None) -> int:
         help="with --calibrate: seeds first_seed .. first_seed + REPS - 1 (to split a calibration "
         "over processes; every run is also printed as a JSON line on stderr)",
     )  # fmt: skip
+    parser.add_argument(
+        "--merge-calibration", nargs="+", default=None, metavar="JSONL",
+        help="print one calibration table from the stderr files of --calibrate runs (split over "
+        "processes with --first-seed) and exit",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.merge_calibration:
+        return merge_calibration(args.merge_calibration)
     options = _parse_options(args.set)
 
     cases = make_cases()
@@ -440,39 +447,61 @@ def calibrate(
 
     Coverage is measured against the estimator's own mean over the samples (what the interval
     claims to cover: sampling and training variability), the bias against the truth separately.
+    Every run is also printed on stderr as a JSON line; ``--merge-calibration`` turns such lines
+    from several processes into one table.
     """
     print(f"\ninterval calibration: {reps} independent samples (seeds) of n = {n} per case\n")
-    print(
-        "| case | estimator | true MI | mean | bias | sd of estimates | median stderr | "
-        "sd / stderr | 95% interval covers the mean | covers the truth | s per run |"
-    )
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     t_all = time.perf_counter()
+    records = []
     for case in cases:
         for est in estimators:
-            res, secs = [], []
             for rep in range(first_seed, first_seed + reps):
                 x, y = case.sample(n, np.random.default_rng(10_000 + rep))
                 t0 = time.perf_counter()
-                res.append(run_one(est, x, y, rep, options))
-                secs.append(time.perf_counter() - t0)
-                r = res[-1]
+                r = run_one(est, x, y, rep, options)
                 lo, hi = r.interval if r.interval else (math.nan, math.nan)
-                print(json.dumps({"case": case.name, "estimator": est, "seed": rep, "mi": r.mi,
-                                  "stderr": r.stderr, "interval": [lo, hi],
-                                  "true_mi": case.true_mi, "seconds": secs[-1]}),
-                      file=sys.stderr, flush=True)  # fmt: skip
-            mis = [r.mi for r in res]
-            mean, sd = statistics.fmean(mis), statistics.stdev(mis)
-            se = statistics.median(r.stderr for r in res)
-            ivs = [r.interval for r in res if r.interval]
-            cov_mean = sum(lo <= mean <= hi for lo, hi in ivs) / max(len(ivs), 1)
-            cov_true = sum(lo <= case.true_mi <= hi for lo, hi in ivs) / max(len(ivs), 1)
-            print(f"| {case.name} | {est} | {case.true_mi:.3f} | {mean:.3f} | "
-                  f"{mean - case.true_mi:+.3f} | {sd:.4f} | {se:.4f} | {sd / se:.2f} | "
-                  f"{cov_mean:.2f} | {cov_true:.2f} | {statistics.median(secs):.1f} |",
-                  flush=True)  # fmt: skip
+                records.append({"case": case.name, "estimator": est, "seed": rep, "mi": r.mi,
+                                "stderr": r.stderr, "interval": [lo, hi],
+                                "true_mi": case.true_mi, "seconds": time.perf_counter() - t0})
+                print(json.dumps(records[-1]), file=sys.stderr, flush=True)  # fmt: skip
+    print_calibration(records)
     print(f"\n({time.perf_counter() - t_all:.0f} s in all)")
+    return 0
+
+
+def print_calibration(records: list[dict]) -> None:
+    """The calibration table of run records (``case``, ``estimator``, ``mi``, ``stderr``,
+    ``interval``, ``true_mi``, ``seconds``), one row per case and estimator."""
+    print(
+        "| case | estimator | runs | true MI | mean | bias | sd of estimates | median stderr | "
+        "sd / stderr | 95% interval covers the mean | covers the truth | s per run |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    groups = dict.fromkeys((r["case"], r["estimator"]) for r in records)
+    for case, est in groups:
+        res = [r for r in records if r["case"] == case and r["estimator"] == est]
+        mis = [r["mi"] for r in res]
+        mean, sd = statistics.fmean(mis), statistics.stdev(mis)
+        se = statistics.median(r["stderr"] for r in res)
+        ivs = [r["interval"] for r in res if math.isfinite(r["interval"][0])]
+        cov_mean = sum(lo <= mean <= hi for lo, hi in ivs) / max(len(ivs), 1)
+        true = res[0]["true_mi"]
+        cov_true = sum(lo <= true <= hi for lo, hi in ivs) / max(len(ivs), 1)
+        secs = statistics.median(r["seconds"] for r in res)
+        print(f"| {case} | {est} | {len(res)} | {true:.3f} | {mean:.3f} | {mean - true:+.3f} | "
+              f"{sd:.4f} | {se:.4f} | {sd / se:.2f} | {cov_mean:.2f} | {cov_true:.2f} | "
+              f"{secs:.1f} |", flush=True)  # fmt: skip
+
+
+def merge_calibration(paths: list[str]) -> int:
+    """One calibration table from the JSON lines that ``--calibrate`` runs wrote on stderr."""
+    records = []
+    for path in paths:
+        with open(path) as fh:
+            records += [json.loads(line) for line in fh if line.startswith("{")]
+    if not records:
+        raise SystemExit(f"no calibration records (JSON lines) in {', '.join(paths)}")
+    print_calibration(records)
     return 0
 
 

@@ -19,10 +19,11 @@ cover the training's variability.
 The fold critics are trained *together*: their parameters are stacked (``torch.func``) and one
 vectorised step (:func:`torch.func.vmap`) updates all of them, each on a batch of its own training
 part with its own Adam state, which is the same as training them one after the other but makes
-one large step of several small ones (1.5-1.7x faster on 2 CPU cores, docs/mi_accuracy.md; more on
-a GPU). Each critic keeps its own early stopping: one that stops is restored to its best state
-while the others go on. MINE, whose gradient correction has a moving-average state, trains its
-critics one at a time.
+one large step of several small ones (1.3-1.45x faster on 2 CPU cores, docs/mi_accuracy.md; a
+GPU, where one small critic leaves most of the device idle, should gain more: not yet measured).
+Each critic keeps its own early stopping: one that stops is restored to its best state while the
+others go on. MINE, whose gradient correction has a moving-average state, trains its critics one
+at a time.
 
 Inputs get a per-coordinate transform fitted on each training part, by default ``"rank"`` (the
 empirical CDF, interpolated, then the normal quantile: Gaussian marginals, the same copula
