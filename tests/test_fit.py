@@ -231,6 +231,26 @@ def test_cross_fitted_bounds_on_an_easy_case(name):
     assert all(len(f["val_history"]) == f["steps_run"] // 50 for f in fits)
 
 
+def test_large_held_out_sets_are_evaluated_in_blocks(monkeypatch):
+    """Validation capped at VAL_MAX; held-out figures averaged over blocks of EVAL_BLOCK
+    samples (the InfoNCE cap then log of the block), single-split stderr from the blocks."""
+    from infomax.estimators import neural
+
+    x, y = corr_gauss(2000, seed=9)
+    whole = _neural("infonce", x, y, folds=2, steps=150)
+    monkeypatch.setattr(neural, "VAL_MAX", 60)
+    monkeypatch.setattr(neural, "EVAL_BLOCK", 300)
+    res = _neural("infonce", x, y, folds=2, steps=150)
+    fits = res.extra["fits"]
+    assert [f["n_val"] for f in fits] == [60, 60] and [f["n_eval"] for f in fits] == [1000, 1000]
+    assert [f["eval_block"] for f in fits] == [250, 250]  # 1000 in 4 blocks
+    assert res.extra["cap_nats"] == pytest.approx(math.log(250))
+    assert res.mi == pytest.approx(TRUE_MI, abs=0.15) and whole.extra["cap_nats"] > 6.9
+    one = _neural("infonce", x, y, folds=1, steps=150, holdout=0.5)  # 940 evaluation samples
+    assert one.extra["fits"][0]["eval_block"] == 235 and one.extra["df"] == 3
+    assert one.extra["stderr_method"].startswith("std over 4 blocks") and one.stderr > 0
+
+
 def test_choose_estimator_rules():
     c = np.zeros(1, bool)
     d = np.ones(1, bool)
