@@ -185,6 +185,36 @@ def test_exact_search_matches_a_brute_force_reference():
         assert torch.equal(i[0], ri[0, 1:5]) and torch.equal(i[1], ri[1, :4])
 
 
+def test_single_queries_through_the_float16_copy_stay_exact():
+    """One query on the CPU scans a float16 copy first, then rescores in float32 every row that
+    can still be among the k nearest: the k rows it returns score, in float64, what the k
+    nearest rows score, to float32 rounding, among near-duplicates that float16 cannot order
+    (without the bound's margin they miss by 2e-5 to 5e-5), also with an excluded row."""
+    from infomax.evaluation.knn import half_score_bound, prepare_gallery, search_gallery
+
+    gen = torch.Generator().manual_seed(2)
+    centres = torch.randn(50, 64, generator=gen)
+    g = centres.repeat_interleave(80, 0) + 1e-3 * torch.randn(4000, 64, generator=gen)
+    gal = prepare_gallery(g, "cosine", half_copy=True)
+    assert gal.half is not None and gal.half.dtype == torch.float16
+    g64 = torch.nn.functional.normalize(g.double(), dim=1)
+    for j in range(40):
+        q = g[j * 97 : j * 97 + 1] + 0.3 * torch.randn(1, 64, generator=gen)
+        truth = (torch.nn.functional.normalize(q.double(), dim=1) @ g64.T)[0]
+        s, i = search_gallery(q, gal, 10)
+        best = truth.topk(11)
+        assert torch.allclose(truth[i[0]], best.values[:10], atol=5e-7, rtol=0)
+        assert torch.allclose(s[0].double(), best.values[:10], atol=1e-6, rtol=0)
+        s, i = search_gallery(q, gal, 10, exclude=best.indices[:1])
+        assert torch.allclose(truth[i[0]], best.values[1:], atol=5e-7, rtol=0)
+    # the bound holds on the data: float16 scores within half_score_bound of float64 ones
+    q = torch.nn.functional.normalize(torch.randn(1, 64, generator=gen), dim=1)
+    approx = (q.half() @ gal.half.T).double()
+    assert float((approx - q.double() @ g64.T).abs().max()) <= half_score_bound(64)
+    assert ExactSearcher(g, "cosine", device="cpu").gallery.half is not None
+    assert ExactSearcher(g, "euclidean", device="cpu").gallery.half is None
+
+
 def test_recall_at_k_counts_the_true_neighbours_found():
     exact = torch.tensor([[1, 2, 3, 4], [5, 6, 7, 8]])
     found = torch.tensor([[4, 3, 9, 9], [8, 7, 6, 5]])  # 2 of 4, then 4 of 4, order ignored

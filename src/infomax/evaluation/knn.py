@@ -59,21 +59,76 @@ class Gallery(NamedTuple):
     """Gallery rows prepared once for many searches (:func:`prepare_gallery`).
 
     ``vectors``: the rows, unit-normalised for ``cosine``; ``sq_norms``: their squared norms for
-    ``euclidean`` (``None`` for cosine); ``metric``: ``cosine`` or ``euclidean``.
+    ``euclidean`` (``None`` for cosine); ``metric``: ``cosine`` or ``euclidean``; ``half``: a
+    float16 copy of the normalised rows for exact single queries on the CPU
+    (:func:`half_score_bound`), or ``None``.
     """
 
     vectors: Tensor
     sq_norms: Tensor | None
     metric: str
+    half: Tensor | None = None
 
 
-def prepare_gallery(gallery: Tensor, metric: str = "cosine") -> Gallery:
+def prepare_gallery(gallery: Tensor, metric: str = "cosine", *, half_copy: bool = False) -> Gallery:
     """Normalise (cosine) or take the squared norms of (euclidean) float32 ``(G, D)`` rows, once,
-    so that each search is one matrix product and a top-k per chunk of queries."""
+    so that each search is one matrix product and a top-k per chunk of queries.
+
+    ``half_copy`` (cosine only, honoured on the CPU when the float16 kernel accumulates in
+    float32): also keep a float16 copy (half as many bytes again), which single queries scan
+    first; they stay exact (see :func:`search_gallery`)."""
     _check_metric(metric)
     if metric == "cosine":
-        return Gallery(F.normalize(gallery, dim=1), None, metric)
+        vectors = F.normalize(gallery, dim=1)
+        use_half = half_copy and vectors.device.type == "cpu" and _half_accumulates_in_float()
+        return Gallery(vectors, None, metric, vectors.half() if use_half else None)
     return Gallery(gallery, gallery.pow(2).sum(1), metric)
+
+
+def half_score_bound(dim: int) -> float:
+    """An upper bound on ``|s_half - q.g|`` for unit vectors ``q, g`` of ``dim`` coordinates, where
+    ``s_half`` is their dot product with both rounded to float16 (unit roundoff ``u = 2^-11``;
+    subnormals at most ``eta = 2^-25`` off), multiplied exactly and summed in float32 (at most
+    ``dim 2^-24`` relative to the sum of magnitudes, which is at most 1) and rounded to float16:
+    ``2 (u + eta sqrt(d)) (1 + u + eta sqrt(d)) + d 2^-24 (1 + u)^2 + u (1 + delta) + eta``, of
+    which ``3.5 u + 3 eta sqrt(d) + d 2^-23`` is a bound with room to spare (the rounding of a
+    normalisation in float32, 1e-7, included). Standard floating-point error analysis (Higham,
+    "Accuracy and Stability of Numerical Algorithms", 2002, ch. 3)."""
+    u, eta = 2.0**-11, 2.0**-25
+    return 3.5 * u + 3.0 * eta * dim**0.5 + dim * 2.0**-23
+
+
+_HALF_CHECK: list[bool] = []
+
+
+def _half_accumulates_in_float() -> bool:
+    """Whether this build's float16 matrix-vector product sums in float32 (as PyTorch's CPU
+    kernels do): 1 + 127 increments of 0.75 ulp(1)/2 survive then, and vanish in float16."""
+    if not _HALF_CHECK:
+        a = torch.ones(1, 128, dtype=torch.float16)
+        b = torch.full((1, 128), 0.75 * 2.0**-11, dtype=torch.float16)
+        b[0, 0] = 1.0
+        _HALF_CHECK.append(abs(float((a @ b.T).float()) - (1 + 127 * 0.75 * 2.0**-11)) < 2.0**-10)
+    return _HALF_CHECK[0]
+
+
+def _search_one_half(
+    q: Tensor, gallery: Gallery, k: int, exclude: Tensor | None
+) -> tuple[Tensor, Tensor]:
+    """One (normalised) cosine query, exactly, in two passes: float16 scores of every row
+    (memory-bound: half the bytes of float32), then float32 scores of the rows that can still be
+    among the k nearest. With ``delta`` = :func:`half_score_bound` and ``L`` the k-th largest
+    float16 score, the k true nearest rows have float16 scores of at least ``L - 2 delta``: a row
+    below that scores less than ``L - delta``, which at least k rows exceed."""
+    approx = (q.half() @ gallery.half.T).float()[0]
+    if exclude is not None:
+        approx[exclude] = float("-inf")
+    delta = half_score_bound(q.shape[1])
+    kth = approx.topk(k).values[-1]
+    cand = torch.nonzero(approx >= kth - 2 * delta).reshape(-1)
+    exact = gallery.vectors[cand] @ q[0]
+    v, i = exact.topk(k, largest=True, sorted=True)
+    return v[None], cand[i][None]
 
 
 def search_gallery(
@@ -105,6 +160,8 @@ def search_gallery(
     cosine = gallery.metric == "cosine"
     if cosine:
         query = F.normalize(query, dim=1)
+        if gallery.half is not None and nq == 1:
+            return _search_one_half(query, gallery, k, exclude)
     sims, idxs = [], []
     for start in range(0, nq, chunk_size):
         q = query[start : start + chunk_size]
