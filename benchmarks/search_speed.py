@@ -43,6 +43,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from runinfo import Clock, write_results  # noqa: E402
 
+from infomax.evaluation.knn import search_gallery  # noqa: E402
 from infomax.runtime import cpu_has_fast_bf16  # noqa: E402
 from infomax.search import ExactSearcher, build_ivf, recall_at_k  # noqa: E402
 
@@ -86,9 +87,17 @@ def search_row(name: str, codes: torch.Tensor, queries: torch.Tensor, args) -> d
     except ImportError as exc:
         print(f"no approximate rows: {exc}", file=sys.stderr)
     single = queries[: args.single]
-    times: dict[str, list[float]] = {"exact_1": [], "exact_b": [], "ivf_1": [], "ivf_b": []}
+    # single queries take the float16-first path on the CPU: it must find what the batch found
+    one_by_one = torch.cat([exact.search(single[j : j + 1], args.k)[1] for j in range(len(single))])
+    row["exact_1_agrees"] = float(recall_at_k(one_by_one, truth[: len(single)]))
+    # the float32-only single query, for the ratio (the same gallery without its float16 copy)
+    f32 = exact.gallery._replace(half=None)
+    times: dict[str, list[float]] = {"exact_1": [], "exact_1_f32": [], "exact_b": [],
+                                     "ivf_1": [], "ivf_b": []}  # fmt: skip
     for _ in range(args.rounds):  # interleaved, so load changes hit every variant alike
         times["exact_1"].append(per_query_ms(lambda q: exact.search(q, args.k), single, 1))
+        times["exact_1_f32"].append(per_query_ms(
+            lambda q: search_gallery(q.to(exact.device), f32, args.k), single, 1))  # fmt: skip
         if ivf is not None:
             times["ivf_1"].append(per_query_ms(lambda q: ivf.search(q, args.k), single, 1))
         times["exact_b"].append(per_query_ms(lambda q: exact.search(q, args.k), queries,
@@ -169,9 +178,11 @@ def markdown(res: dict[str, Any]) -> str:
     ]
     if res["search"]:
         lines += [
-            "| collection | N | dim | exact 1 query (ms) | exact batched (ms/query) | IVF nlist / "
-            "nprobe | IVF build (s) | IVF 1 query (ms) | IVF batched (ms/query) | recall@10 |",
-            "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|",
+            "| collection | N | dim | exact 1 query (ms) | float32 only (ms) | 1 query = batched "
+            "| exact batched "
+            "(ms/query) | IVF nlist / nprobe | IVF build (s) | IVF 1 query (ms) | IVF batched "
+            "(ms/query) | recall@10 |",
+            "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|",
         ]
         for r in res["search"]:
             ivf = r.get("ivf") or {}
@@ -180,7 +191,8 @@ def markdown(res: dict[str, Any]) -> str:
 
             lines.append(
                 f"| {r['collection']} | {r['n']:,} | {r['dim']} | {cell('exact_1_ms')} | "
-                f"{cell('exact_b_ms')} | {ivf.get('nlist', '-')} / {ivf.get('nprobe', '-')} | "
+                f"{cell('exact_1_f32_ms')} | {cell('exact_1_agrees')} | {cell('exact_b_ms')} | "
+                f"{ivf.get('nlist', '-')} / {ivf.get('nprobe', '-')} | "
                 f"{ivf.get('build_seconds', '-')} | {cell('ivf_1_ms')} | {cell('ivf_b_ms')} | "
                 f"{r.get('recall_at_k', float('nan')):.4f} |"
             )

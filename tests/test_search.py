@@ -211,8 +211,10 @@ def test_single_queries_through_the_float16_copy_stay_exact():
     q = torch.nn.functional.normalize(torch.randn(1, 64, generator=gen), dim=1)
     approx = (q.half() @ gal.half.T).double()
     assert float((approx - q.double() @ g64.T).abs().max()) <= half_score_bound(64)
-    assert ExactSearcher(g, "cosine", device="cpu").gallery.half is not None
-    assert ExactSearcher(g, "euclidean", device="cpu").gallery.half is None
+    big = torch.randn(50_000, 8, generator=gen)
+    assert ExactSearcher(big, "cosine", device="cpu").gallery.half is not None
+    assert ExactSearcher(big, "euclidean", device="cpu").gallery.half is None
+    assert ExactSearcher(g, "cosine", device="cpu").gallery.half is None  # small: float32 only
 
 
 def test_recall_at_k_counts_the_true_neighbours_found():
