@@ -72,16 +72,22 @@ def test_mine_bound_far_below_zero_is_flagged():
     assert far == any("far below zero" in w for w in r.warnings)
 
 
-def test_ksg_falling_with_k_is_flagged_on_a_spiral():
-    """A spiral warp (rotation by an angle growing with the radius) keeps the MI but bends the
-    dependence at the kNN scale: KSG falls steeply from k = 3 to k = 30 and must say so; on a
-    smooth Gaussian it does not."""
+def _spiral_pair():
+    """``(rng, x, y, warped)``: Y = X + N(0, 0.25 I) in 2 + 2 dimensions, and X rotated by an
+    angle growing with its radius (1.5 turns per unit), which keeps I(X; Y)."""
     rng = np.random.default_rng(3)
     x = rng.standard_normal((2000, 2))
     y = x + 0.5 * rng.standard_normal((2000, 2))
     r = np.hypot(x[:, 0], x[:, 1])
     c, s = np.cos(3 * math.pi * r), np.sin(3 * math.pi * r)
-    warped = np.c_[c * x[:, 0] - s * x[:, 1], s * x[:, 0] + c * x[:, 1]]
+    return rng, x, y, np.c_[c * x[:, 0] - s * x[:, 1], s * x[:, 0] + c * x[:, 1]]
+
+
+def test_ksg_falling_with_k_is_flagged_on_a_spiral():
+    """A spiral warp (rotation by an angle growing with the radius) keeps the MI but bends the
+    dependence at the kNN scale: KSG falls steeply from k = 3 to k = 30 and must say so; on a
+    smooth Gaussian it does not."""
+    rng, x, y, warped = _spiral_pair()
     res = estimate_mi(warped, y, "ksg")
     assert res.extra["k_drop"]["k"] == 30 and res.extra["k_drop"]["drop"] > trust.KSG_K_DROP
     assert any("falls by" in w for w in res.warnings)
@@ -103,12 +109,7 @@ def test_auto_runs_the_curved_dependence_critic_when_ksg_falls_with_k(monkeypatc
                 "fits": [], "cap_nats": math.log(400), "train_cap_nats": math.log(256)}  # fmt: skip
 
     monkeypatch.setattr(fit, "_run_neural", fake_neural)
-    rng = np.random.default_rng(3)
-    x = rng.standard_normal((2000, 2))
-    y = x + 0.5 * rng.standard_normal((2000, 2))
-    r = np.hypot(x[:, 0], x[:, 1])
-    c, s = np.cos(3 * math.pi * r), np.sin(3 * math.pi * r)
-    warped = np.c_[c * x[:, 0] - s * x[:, 1], s * x[:, 0] + c * x[:, 1]]
+    rng, x, y, warped = _spiral_pair()
     res = estimate_mi(warped, y, hidden=64, progress=False)
     assert seen["name"] == "infonce"
     for key, value in fit.CURVED_CRITIC.items():
