@@ -92,6 +92,11 @@ def test_eval_writes_results_and_reuses_the_cache(fake_run, capsys):
 
 
 def test_eval_old_probe_name_and_compare_random(fake_run, capsys):
+    # the run's seed differs from the one the fixture's weights were drawn with (0), so its
+    # random initialisation cannot coincide with the "trained" weights
+    data = str(fake_run.parent / "tiny.npz")
+    cfg = load_config(base={"method": "tinyeval", "data": {"dataset": data}, "train": {"seed": 1}})
+    save_config(cfg, fake_run / CONFIG_FILE)
     with pytest.warns(FutureWarning, match="mlp200"):
         assert main(["eval", str(fake_run), "--probes", "mlp", "--epochs", "2", "--knn-k", "5",
                      "--compare-random", "-q"]) == 0  # fmt: skip
