@@ -210,3 +210,17 @@ def test_frenzel_pompe_reduces_to_ksg_for_constant_z():
     cmi = float(ksg_cmi_pointwise(t(x), t(y), t(z), 3).mean())
     # with Z constant n_z = N - 1 for every sample: psi(N) - psi(k) differ only by that term
     assert cmi == pytest.approx(float(ksg_pointwise(t(x), t(y), 3).mean()), abs=1e-9)
+
+
+def test_tree_counts_in_threads_equal_brute_force():
+    """Above 10,000 samples the tree's radius counts run in row chunks on several threads: the
+    same counts as the brute-force torch search, strict and inclusive."""
+    from infomax.estimators.neighbors import count_within
+
+    rng = np.random.default_rng(5)
+    x = torch.from_numpy(rng.standard_normal((12_000, 3)))
+    r = torch.from_numpy(rng.uniform(0.0, 0.5, 12_000))
+    for strict in (True, False):
+        tree = count_within([x], r, strict=strict, backend="tree")
+        brute = count_within([x], r, strict=strict, backend="torch")
+        assert torch.equal(tree, brute)
