@@ -191,8 +191,10 @@ def _jackknife(fig, scores: torch.Tensor, groups: int) -> float:
     return float(torch.sqrt((g - 1) / g * ((v - v.mean()) ** 2).sum()))
 
 
-def _held_out_scores(critic, xh: torch.Tensor, yh: torch.Tensor, rows: int) -> torch.Tensor:
-    """Scores of every held-out pair, ``rows`` rows of x at a time (``critic(x, y)``)."""
+def _held_out_scores(critic, xh: torch.Tensor, yh: torch.Tensor, cfg: NeuralSettings):
+    """Scores of every held-out pair (``critic(x, y)``), in chunks of rows of x that bound the
+    concat critic's memory."""
+    rows = max(1, 2**24 // ((cfg.hidden if cfg.critic == "concat" else 1) * len(yh)))
     with torch.no_grad():
         s = torch.cat([critic(xh[i : i + rows], yh) for i in range(0, len(xh), rows)])
     return s.float()
@@ -204,11 +206,6 @@ def _new_critic(cfg: NeuralSettings, dims: tuple[int, int], seed: int, device) -
         torch.manual_seed(int(seed))
         model = make_critic(cfg.critic, dims[0], dims[1], cfg.hidden, cfg.embed_dim, cfg.layers)
     return model.to(device)
-
-
-def _score_rows(cfg: NeuralSettings, n_cols: int) -> int:
-    """Rows of x per chunk of held-out scores (bounds the concat critic's memory)."""
-    return max(1, 2**24 // ((cfg.hidden if cfg.critic == "concat" else 1) * n_cols))
 
 
 class _EarlyStopping:
@@ -249,7 +246,6 @@ def _train(name, cfg: NeuralSettings, fold: dict, seed: int, device, bar) -> tup
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     loss_fn = bounds.MINE() if name == "mine" else figure_fn(name, cfg.smile_clip)
     fig = figure_fn(name, cfg.smile_clip)
-    rows = _score_rows(cfg, len(x_va))
     stop = _EarlyStopping(copy.deepcopy(model.state_dict()), cfg.patience)
     perm, pos = torch.randperm(n_train, generator=gen).to(device), 0
     for step in range(1, cfg.steps + 1):
@@ -267,7 +263,7 @@ def _train(name, cfg: NeuralSettings, fold: dict, seed: int, device, bar) -> tup
         if not math.isfinite(float(loss.detach())):
             stop.stop(step, "non-finite training loss")
             break
-        val = float(fig(_held_out_scores(model, x_va, y_va, rows)).mi)
+        val = float(fig(_held_out_scores(model, x_va, y_va, cfg)).mi)
         bar.set_postfix(val_mi=f"{val:.3f}")
         stop.update(step, val, lambda: copy.deepcopy(model.state_dict()))
         if stop.done:
@@ -321,7 +317,6 @@ def _train_together(name, cfg: NeuralSettings, folds: list[dict], seeds, device,
                         for s in seeds])  # fmt: skip
     opt = torch.optim.Adam(stacked.params.values(), lr=cfg.lr)
     fig = figure_fn(name, cfg.smile_clip)
-    rows = _score_rows(cfg, min(len(f["val"][0]) for f in folds))
     stops = [_EarlyStopping(stacked.state(f), cfg.patience) for f in range(len(folds))]
     gen = torch.Generator().manual_seed(int(seeds[0]))
     pad = torch.arange(x_pad.shape[1])[None, :] >= sizes[:, None]
@@ -348,13 +343,11 @@ def _train_together(name, cfg: NeuralSettings, folds: list[dict], seeds, device,
             if not finite[f]:
                 st.stop(step, "non-finite training loss")
                 continue
-            val = float(fig(_held_out_scores(stacked.critic(f), *folds[f]["val"], rows)).mi)
+            val = float(fig(_held_out_scores(stacked.critic(f), *folds[f]["val"], cfg)).mi)
             st.update(step, val, functools.partial(stacked.state, f))
         if all(st.done for st in stops):
             break
-    for model, st in zip(stacked.models, stops):
-        if not st.done:
-            st.steps_run = step
+    for model, st in zip(stacked.models, stops):  # the last step is always a validation
         model.load_state_dict(st.state)
     return [(model, st.info(batch)) for model, st in zip(stacked.models, stops)]
 
@@ -388,7 +381,7 @@ def _held_out_fit(name, cfg: NeuralSettings, model, fold: dict, info: dict) -> d
     blocks = torch.tensor_split(torch.arange(m, device=x_ev.device), math.ceil(m / EVAL_BLOCK))
     figures, sizes = [], []
     for b in blocks:  # the evaluation part is already in random order
-        scores = _held_out_scores(model, x_ev[b], y_ev[b], _score_rows(cfg, len(b)))
+        scores = _held_out_scores(model, x_ev[b], y_ev[b], cfg)
         figures.append(float(fig(scores).mi))
         sizes.append(len(b))
     mi = float(np.average(figures, weights=sizes))
